@@ -128,12 +128,12 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     }
 
     /// @inheritdoc ICdaMarket
-    function placeOrders(OrderRequest[] calldata orders) external returns (uint40 firstOrderId) {
+    function placeOrders(OrderRequest[] calldata orders) external returns (uint40[] memory orderIds) {
         Taker memory taker = _loadTaker();
-        firstOrderId = taker.lastOrderId + 1;
+        orderIds = new uint40[](orders.length);
         for (uint256 i = 0; i < orders.length; ++i) {
             OrderRequest calldata order = orders[i];
-            _place(taker, order.slot, order.isBuy, order.pricePerKwh, order.qtyWh);
+            orderIds[i] = _place(taker, order.slot, order.isBuy, order.pricePerKwh, order.qtyWh);
         }
         _storeTaker(taker);
     }

@@ -95,13 +95,13 @@ interface ICdaMarket {
     /// the minimum; before the slot's gate closure; for a buy, balance covers the escrow.
     /// Emits {OrderPlaced}, then {TradeExecuted} per fill and {OrderCancelled} per self-trade
     /// cancellation or fill-cap remainder.
-    /// @return orderId the new order's id (ids increase by one per order placed).
+    /// @return orderId the new order's id (unique; it identifies the order in every event).
     function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint40 orderId);
 
     /// @notice Places several orders of the caller in one transaction, in array order; the result
     /// is the same as placing them one by one.
-    /// @return firstOrderId the id of the first order; the others follow consecutively.
-    function placeOrders(OrderRequest[] calldata orders) external returns (uint40 firstOrderId);
+    /// @return orderIds the new orders' ids, in array order.
+    function placeOrders(OrderRequest[] calldata orders) external returns (uint40[] memory orderIds);
 
     /// @notice Cancels the caller's resting order before its slot's gate closure and releases its
     /// escrow. Emits an {OrderCancelled} event.
