@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmarks: gas per market operation and `orders replay` throughput; JSON in benchmarks/results/.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash tools/setup.sh
+# shellcheck disable=SC1091
+. .toolchain/env.sh
+.venv/bin/python benchmarks/gas.py
+.venv/bin/python benchmarks/replay_throughput.py
