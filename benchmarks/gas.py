@@ -31,10 +31,12 @@ TARGETS: dict[str, tuple[int | None, str]] = {
     "place_new_level_new_bitmap_word": (95_000, "85k-127k"),
     "place_full_fill_one_new_positions": (100_000, "125k-155k"),
     "place_full_fill_one_existing_positions": (100_000, "125k-155k"),
+    "place_full_fill_one_new_positions_live_book": (100_000, "125k-155k"),
     "additional_fill_maker_has_position": (15_000, "9.4k-23k"),
     "additional_fill_maker_first_in_slot": (15_000, "9.4k-23k"),
     "cancel_order_middle_of_level": (40_000, "-"),
     "cancel_order_lone_best_level": (40_000, "-"),
+    "cancel_order_lone_best_level_live_book": (40_000, "-"),
     "batch_place_per_order_resting_x20": (None, "-"),
     "deposit": (None, "-"),
     "withdraw": (None, "-"),
@@ -102,8 +104,19 @@ def new_level(offset: int) -> Callable[[Bench], int]:
     return scenario
 
 
-def full_fill_one(existing_positions: bool) -> Callable[[Bench], int]:
+def live_book(b: Bench) -> None:
+    """Other price levels on both sides, as in a trading slot: emptying the measured level then
+    clears one bitmap word instead of all four."""
+    b.place(12, True, PRICE - 50_000)
+    b.place(12, True, PRICE - 50)
+    b.place(13, False, PRICE + 50_000)
+    b.place(13, False, PRICE + 50)
+
+
+def full_fill_one(existing_positions: bool, live: bool = False) -> Callable[[Bench], int]:
     def scenario(b: Bench) -> int:
+        if live:
+            live_book(b)
         if existing_positions:  # both members traded in this slot before
             b.place(0, False, PRICE, 10)
             b.place(1, True, PRICE, 10)
@@ -140,8 +153,10 @@ def additional_fill(maker_has_position: bool) -> Callable[[Bench], int]:
     return scenario
 
 
-def cancel(lone: bool) -> Callable[[Bench], int]:
+def cancel(lone: bool, live: bool = False) -> Callable[[Bench], int]:
     def scenario(b: Bench) -> int:
+        if live:
+            live_book(b)
         if lone:
             order = b.place(0, True, PRICE).return_value
         else:
@@ -209,10 +224,12 @@ def main() -> None:
         "place_new_level_new_bitmap_word": bench.run(new_level(70_000)),
         "place_full_fill_one_new_positions": bench.run(full_fill_one(False)),
         "place_full_fill_one_existing_positions": bench.run(full_fill_one(True)),
+        "place_full_fill_one_new_positions_live_book": bench.run(full_fill_one(False, live=True)),
         "additional_fill_maker_has_position": additional_fill(True)(bench),
         "additional_fill_maker_first_in_slot": additional_fill(False)(bench),
         "cancel_order_middle_of_level": bench.run(cancel(False)),
         "cancel_order_lone_best_level": bench.run(cancel(True)),
+        "cancel_order_lone_best_level_live_book": bench.run(cancel(True, live=True)),
         "batch_place_per_order_resting_x20": bench.run(batch_place),
         "deposit": bench.run(deposit),
         "withdraw": bench.run(withdraw),
