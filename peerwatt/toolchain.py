@@ -57,13 +57,25 @@ def _brownie(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _registered_network_ids() -> set[str]:
+    """Ids of the networks in Brownie's network config (~/.brownie/network-config.yaml)."""
+    import yaml
+
+    config_file = Path.home() / ".brownie" / "network-config.yaml"
+    if not config_file.exists():
+        _brownie("networks", "list")  # makes Brownie write its default config
+    config = yaml.safe_load(config_file.read_text()) or {}
+    return {network["id"] for network in config.get("development", [])} | {
+        network["id"] for group in config.get("live", []) for network in group.get("networks", [])
+    }
+
+
 def register_networks() -> None:
     """Add (or update) the project's Brownie development networks; idempotent."""
-    listed = _brownie("networks", "list").stdout
+    existing = _registered_network_ids()
     for name, settings in BROWNIE_NETWORKS.items():
         pairs = [f"{key}={value}" for key, value in settings.items()]
-        verb = "modify" if f"{name}\x1b" in listed or f"{name}\n" in listed or f" {name}" in listed else "add"
-        args = ["networks", verb] + (["Development"] if verb == "add" else []) + [name, *pairs]
+        args = ["networks", "modify", name, *pairs] if name in existing else ["networks", "add", "Development", name, *pairs]
         result = _brownie(*args)
         if result.returncode != 0:
             raise SystemExit(f"setup: could not register Brownie network {name}: {result.stdout}{result.stderr}")
