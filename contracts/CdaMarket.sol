@@ -222,7 +222,8 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     }
 
     function _storeTaker(Taker memory taker) private {
-        _accounts[taker.account].balance = uint128(taker.balance);
+        // self-trade releases may lift the in-memory balance above uint128: revert, never truncate
+        _accounts[taker.account].balance = SafeCast.toUint128(taker.balance);
         _market.lastOrderId = taker.lastOrderId;
     }
 
@@ -282,14 +283,15 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// @dev Books the taker's side of its fills: one position update per incoming order.
     function _addTakerPosition(Taker memory taker, Incoming memory order) private {
         Position storage position = _positions[order.slot][taker.memberId];
-        // uint64 money holds 1.8e13 tokens of 6 decimals per member and slot
+        // uint64 money holds 1.8e13 tokens of 6 decimals per member and slot; a larger value
+        // reverts (SafeCast) instead of being truncated, which would break solvency
         if (order.isBuy) {
             taker.balance -= order.tradedValue;
             position.boughtWh += order.tradedWh;
-            position.paid += uint64(order.tradedValue);
+            position.paid += SafeCast.toUint64(order.tradedValue);
         } else {
             position.soldWh += order.tradedWh;
-            position.received += uint64(order.tradedValue);
+            position.received += SafeCast.toUint64(order.tradedValue);
         }
     }
 
@@ -351,13 +353,13 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         uint256 dust = maker.escrowDust;
         if (maker.isBuy) {
             position.boughtWh += fillWh;
-            position.paid += uint64(value);
+            position.paid += SafeCast.toUint64(value);
             // floor(a + b) - floor(a) - floor(b) is 0 or 1
             dust += EnergyMath.value(maker.remainingWh, maker.pricePerKwh)
                 - EnergyMath.value(makerLeft, maker.pricePerKwh) - value;
         } else {
             position.soldWh += fillWh;
-            position.received += uint64(value);
+            position.received += SafeCast.toUint64(value);
         }
 
         if (makerLeft == 0) {
