@@ -1,0 +1,119 @@
+"""Deploys a community (settlement token + CDA market) from the node's first account and, on a
+dev chain, registers and funds members from the node's other accounts.
+
+Used by ``peerwatt deploy`` and by ``scripts/deploy.py`` (Brownie's web3); both pass a Web3.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from web3 import Web3
+
+from peerwatt import artifacts
+from peerwatt.chain import dev_engine, latest_timestamp, request
+from peerwatt.config import CommunityConfig
+from peerwatt.deployment import Deployment
+from peerwatt.errors import InputError, PeerwattError
+from peerwatt.slots import SlotClock
+from peerwatt.transactions import TxSender, call, estimate_gas
+
+TOKEN_NAME = "Peerwatt Euro"
+TOKEN_SYMBOL = "PWEUR"
+DEFAULT_DEV_MEMBERS = 4
+
+Progress = Callable[[str], None]
+
+
+def member_name(index: int) -> str:
+    return f"member{index}"
+
+
+def deploy_community(
+    w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None
+) -> Deployment:
+    """Deploys the contracts with ``config`` and registers ``members`` dev accounts.
+
+    The market's constructor is dry-run first, so invalid parameters are reported (with the
+    registry's custom error) before anything is deployed.
+    """
+    say = progress or (lambda message: None)
+    accounts: list[str] = request(w3, "eth_accounts", [])
+    if not accounts:
+        raise InputError("the node holds no unlocked account to deploy from")
+    if members < 0:
+        raise InputError(f"--members must be >= 0, got {members}")
+    if members and dev_engine(w3) is None:
+        raise InputError("--members registers the node's own accounts as members: dev chains (ganache, anvil) only")
+    if members + 1 > len(accounts):
+        raise InputError(
+            f"--members {members} needs {members + 1} unlocked accounts; the node has {len(accounts)} "
+            "(`peerwatt chain start` creates 60)"
+        )
+    deployer = accounts[0]
+    sender = TxSender(w3)
+    epoch = config.epoch_for(latest_timestamp(w3))
+
+    def market_init(token: str) -> str:
+        return artifacts.constructor_data(
+            "CdaMarket", deployer, token, epoch, config.slot_seconds, config.market.as_tuple(), config.tariffs.as_tuple()
+        )
+
+    estimate_gas(w3, {"from": deployer, "data": market_init(deployer)})  # dry run: parameters valid?
+
+    say("deploying PeerwattToken")
+    token_init = artifacts.constructor_data("PeerwattToken", deployer, TOKEN_NAME, TOKEN_SYMBOL)
+    token = _created(sender.mined(sender.send(deployer, None, token_init)).contract_address)
+    say("deploying CdaMarket")
+    market_receipt = sender.mined(sender.send(deployer, None, market_init(token)))
+    market = _created(market_receipt.contract_address)
+    manager_role = call(w3, market, "CdaMarket", "MANAGER_ROLE")[0]
+    sender.mined(sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(manager_role, deployer)))
+
+    member_accounts = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
+    if member_accounts:
+        say(f"registering and funding {len(member_accounts)} members")
+        fund_members(sender, deployer, token, market, member_accounts, config)
+
+    block = request(w3, "eth_getBlockByNumber", [hex(market_receipt.block_number), False])
+    return Deployment(
+        chain_id=int(request(w3, "eth_chainId", []), 16),
+        token=w3.to_checksum_address(token),
+        market=w3.to_checksum_address(market),
+        deployer=w3.to_checksum_address(deployer),
+        deploy_block=market_receipt.block_number,
+        deploy_block_hash=block["hash"],
+        slot_clock=SlotClock(epoch, config.slot_seconds, config.market.gate_seconds),
+        members={member_name(index): account for index, account in enumerate(member_accounts)},
+    )
+
+
+def fund_members(
+    sender: TxSender, deployer: str, token: str, market: str, members: list[str], config: CommunityConfig
+) -> None:
+    """Registers each account as a member, mints it tokens and deposits part of them.
+
+    Three rounds (register + mint, approve, deposit); within a round the transactions are
+    independent, so they are sent back to back and their receipts collected once.
+    """
+    add_member = artifacts.function("CdaMarket", "addMember")
+    mint = artifacts.function("PeerwattToken", "mint")
+    approve = artifacts.function("PeerwattToken", "approve")
+    deposit = artifacts.function("CdaMarket", "deposit")
+    rounds: list[list[tuple[str, str, str]]] = [
+        [(deployer, market, add_member.encode(member)) for member in members]
+        + [(deployer, token, mint.encode(member, config.member_funding_base_units)) for member in members],
+        [(member, token, approve.encode(market, config.member_deposit_base_units)) for member in members],
+        [(member, market, deposit.encode(config.member_deposit_base_units)) for member in members],
+    ]
+    for transactions in rounds:
+        hashes = [sender.send(frm, to, data) for frm, to, data in transactions]
+        for receipt in sender.receipts(hashes):
+            if not receipt.status:
+                raise sender.failure_reason(receipt)
+
+
+def _created(address: str | None) -> str:
+    if not address:
+        raise PeerwattError("a contract creation transaction returned no contract address")
+    return address
