@@ -1,0 +1,241 @@
+"""Commands on a deployed community: deploy, members, slot, order, book, orders, trades, session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from peerwatt import replay as replay_file
+from peerwatt.chain import dev_engine, latest_timestamp
+from peerwatt.cli.app import app, context
+from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, note
+from peerwatt.config import CommunityConfig, MarketParams, Tariffs
+from peerwatt.deploy import DEFAULT_DEV_MEMBERS, deploy_community
+from peerwatt.deployment import deployment_path
+from peerwatt.market import TRADE_COLUMNS, CancelReason, OrderRequest, RestingOrder, Side
+from peerwatt.session import run_session, trades_table
+from peerwatt.tables import text_table
+from peerwatt.units import format_tokens
+
+UINT16, UINT32, UINT64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
+_DEFAULTS = CommunityConfig()
+
+order_app = typer.Typer(help="Place or cancel one order.", no_args_is_help=True)
+orders_app = typer.Typer(help="Many orders: replay a CSV file, expire a closed slot.", no_args_is_help=True)
+
+SlotOption = Annotated[int, typer.Option("--slot", min=0, max=UINT32, help="Delivery slot number.")]
+MemberOption = Annotated[str, typer.Option("--member", help="Member name from the deployment (member0, ...).")]
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    members: Annotated[
+        Optional[int],
+        typer.Option("--members", min=0, help=f"Dev-chain accounts to register as member0.. (default: {DEFAULT_DEV_MEMBERS} on dev chains, 0 elsewhere)."),
+    ] = None,
+    slot_seconds: Annotated[int, typer.Option(min=1, max=UINT32, help="Slot length.")] = _DEFAULTS.slot_seconds,
+    gate_seconds: Annotated[int, typer.Option(min=0, max=UINT32, help="Gate closure lead time.")] = _DEFAULTS.market.gate_seconds,
+    min_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Lowest limit price, base units/kWh.")] = _DEFAULTS.market.min_price_per_kwh,
+    max_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Highest limit price, base units/kWh.")] = _DEFAULTS.market.max_price_per_kwh,
+    min_qty: Annotated[int, typer.Option(min=0, max=UINT64, help="Smallest order, Wh.")] = _DEFAULTS.market.min_qty_wh,
+    fill_cap: Annotated[int, typer.Option(min=0, max=UINT16, help="Most fills per incoming order.")] = _DEFAULTS.market.fill_cap,
+    import_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Supplier import tariff, base units/kWh.")] = _DEFAULTS.tariffs.import_price_per_kwh,
+    export_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Supplier export tariff, base units/kWh.")] = _DEFAULTS.tariffs.export_price_per_kwh,
+) -> None:
+    """Deploy the token and the market and write the deployment file."""
+    app_ctx = context(ctx)
+    w3 = app_ctx.w3()
+    config = replace(
+        _DEFAULTS,
+        slot_seconds=slot_seconds,
+        market=MarketParams(min_price, max_price, min_qty, gate_seconds, fill_cap),
+        tariffs=Tariffs(import_price, export_price),
+    )
+    if members is None:
+        members = DEFAULT_DEV_MEMBERS if dev_engine(w3) is not None else 0
+    deployment = deploy_community(w3, config, members, progress=note)
+    path = deployment.save(deployment_path(app_ctx.deployment_option, deployment.chain_id))
+    typer.echo(f"deployed on chain {deployment.chain_id} at block {deployment.deploy_block}")
+    typer.echo(f"  PeerwattToken {deployment.token}")
+    typer.echo(f"  CdaMarket     {deployment.market}")
+    if deployment.members:
+        typer.echo(
+            f"  {len(deployment.members)} members ({', '.join(deployment.members)}), each with "
+            f"{format_tokens(config.member_deposit_base_units)} tokens deposited"
+        )
+    typer.echo(f"deployment file: {path}")
+
+
+@app.command()
+def members(
+    ctx: typer.Context,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.CSV,
+) -> None:
+    """List members with their deposited balances (token base units)."""
+    rows = [vars(member) for member in context(ctx).market().members()]
+    emit_rows(rows, ("name", "address", "balance"), fmt)
+
+
+@app.command()
+def slot(
+    ctx: typer.Context,
+    fmt: Annotated[TextFormat, typer.Option("--format", help="Output format.")] = TextFormat.TEXT,
+) -> None:
+    """Show the slot in delivery now and the next slot still open for trading."""
+    market = context(ctx).market()
+    clock = market.slot_clock()
+    now = latest_timestamp(market.w3)
+    current, next_open = clock.slot_at(now), clock.next_open_slot(now)
+    if fmt is TextFormat.JSON:
+        emit_json(
+            {
+                "current_slot": current,
+                "next_open_slot": next_open,
+                "chain_time": now,
+                "next_open_gate_closure": clock.gate_closure(next_open),
+                "slot_seconds": clock.slot_seconds,
+                "gate_seconds": clock.gate_seconds,
+            }
+        )
+        return
+    typer.echo(f"current slot:   {current} (chain time {now})")
+    typer.echo(f"next open slot: {next_open} (gate closes at {clock.gate_closure(next_open)}, in {clock.gate_closure(next_open) - now} s)")
+
+
+@order_app.command("place")
+def order_place(
+    ctx: typer.Context,
+    member: MemberOption,
+    slot: SlotOption,
+    side: Annotated[Side, typer.Option("--side", help="buy or sell.")],
+    price: Annotated[int, typer.Option("--price", min=0, max=UINT32, help="Limit price, token base units per kWh.")],
+    qty: Annotated[int, typer.Option("--qty", min=0, max=UINT64, help="Quantity, Wh.")],
+) -> None:
+    """Place a limit order; it matches at once against the book."""
+    market = context(ctx).market()
+    outcome = market.place(member, OrderRequest(slot, side, price, qty))
+    typer.echo(
+        f"order {outcome.order_id}: {member} {side.value} {qty} Wh at {price}/kWh for slot {slot}: "
+        f"{_count(len(outcome.events.trades), 'trade')}, {outcome.traded_wh} Wh traded, {outcome.resting_wh} Wh resting"
+        + (f", {outcome.dropped_wh} Wh cancelled at the fill cap" if outcome.dropped_wh else "")
+    )
+    names = market.deployment.member_names()
+    for trade in outcome.events.trades:
+        counterpart = trade.seller if side is Side.BUY else trade.buyer
+        typer.echo(f"  traded {trade.qty_wh} Wh at {trade.price_per_kwh}/kWh with {names.get(counterpart.lower(), counterpart)}")
+    typer.echo(f"tx {outcome.events.tx_hash}")
+
+
+@order_app.command("cancel")
+def order_cancel(
+    ctx: typer.Context,
+    member: MemberOption,
+    order: Annotated[int, typer.Option("--order", min=0, max=2**40 - 1, help="Order id.")],
+) -> None:
+    """Cancel a resting order of the member; its escrow goes back to its balance."""
+    cancelled = context(ctx).market().cancel(member, order)
+    typer.echo(
+        f"order {cancelled.order_id} cancelled: {cancelled.remaining_wh} Wh left the book, "
+        f"{format_tokens(cancelled.escrow_released)} tokens of escrow released"
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _order_row(order: RestingOrder, names: dict[str, str]) -> dict[str, object]:
+    return {
+        "order_id": order.order_id,
+        "member": names.get(order.member.lower(), order.member),
+        "side": order.side.value,
+        "price": order.price_per_kwh,
+        "remaining_wh": order.remaining_wh,
+        "escrow": order.escrow,
+    }
+
+
+@app.command()
+def book(
+    ctx: typer.Context,
+    slot: SlotOption,
+    fmt: Annotated[TextFormat, typer.Option("--format", help="Output format.")] = TextFormat.TEXT,
+) -> None:
+    """Show a slot's order book: asks and bids, best first."""
+    market = context(ctx).market()
+    names = market.deployment.member_names()
+    asks = [_order_row(order, names) for order in market.book_side(slot, Side.SELL)]
+    bids = [_order_row(order, names) for order in market.book_side(slot, Side.BUY)]
+    best_bid, best_ask = market.best_prices(slot)
+    if fmt is TextFormat.JSON:
+        emit_json({"slot": slot, "best_bid": best_bid, "best_ask": best_ask, "asks": asks, "bids": bids})
+        return
+    typer.echo(f"slot {slot}: best bid {best_bid or '-'}, best ask {best_ask or '-'}")
+    if not asks and not bids:
+        typer.echo("(empty book)")
+        return
+    columns = ("side", "order_id", "member", "price", "remaining_wh", "escrow")
+    rows = [[row[column] for column in columns] for row in list(reversed(asks)) + bids]
+    typer.echo(text_table(columns, rows, right=(False, True, False, True, True, True)))
+
+
+@orders_app.command("replay")
+def orders_replay(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="CSV with columns action,ref,member,slot,side,price,qty_wh.")],
+    ids_out: Annotated[Optional[Path], typer.Option("--ids-out", help="Write ref,order_id of placed rows here.")] = None,
+) -> None:
+    """Apply a CSV of order placements and cancellations in file order."""
+    market = context(ctx).market()
+    rules = replay_file.CommunityRules(market.deployment.members, market.market_params(), market.slot_clock(), market.now())
+    rows = replay_file.read_rows(file, rules)
+    result = replay_file.replay(market, rows)
+    if ids_out is not None:
+        replay_file.write_order_ids(ids_out, result.order_ids)
+    typer.echo(
+        f"replayed {result.rows} rows from {file} in {result.transactions} transactions: "
+        f"{result.placed} orders placed, {result.cancelled} cancelled, {result.trades} trades; "
+        f"{result.seconds:.2f} s, {result.orders_per_second:.0f} orders/s"
+    )
+    if result.failures:
+        for failure in result.failures:
+            typer.echo(f"failed: {failure.describe()}")
+        failed_rows = sum(len(failure.lines) for failure in result.failures)
+        raise replay_file.ReplayFailedError(
+            f"{failed_rows} of {result.rows} rows were refused on chain; first: {result.failures[0].describe()}"
+        )
+
+
+@orders_app.command("expire")
+def orders_expire(ctx: typer.Context, slot: SlotOption) -> None:
+    """Expire a slot's resting orders after its gate closure, releasing their escrow."""
+    expired = context(ctx).market().expire(slot)
+    released = sum(c.escrow_released for c in expired if c.reason is CancelReason.EXPIRED)
+    typer.echo(f"slot {slot}: {len(expired)} orders expired, {format_tokens(released)} tokens of escrow released")
+
+
+@app.command()
+def trades(
+    ctx: typer.Context,
+    slot: SlotOption,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.CSV,
+) -> None:
+    """Every trade of a slot in execution order."""
+    emit_rows((trade.row() for trade in context(ctx).market().trades(slot)), TRADE_COLUMNS, fmt)
+
+
+@app.command()
+def session(ctx: typer.Context) -> None:
+    """The main job for now: a short scripted CDA session on the next open slot, then its trades."""
+    market = context(ctx).market()
+    result = run_session(market, say=typer.echo)
+    typer.echo(f"trades of slot {result.slot}:")
+    typer.echo(trades_table(result.trades, market.deployment.member_names()))
+
+
+app.add_typer(order_app, name="order")
+app.add_typer(orders_app, name="orders")
