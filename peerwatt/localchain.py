@@ -169,7 +169,7 @@ def _prepare_state_dir(engine: DevEngine, state_dir: Path) -> None:
     if marker.exists():
         recorded = json.loads(marker.read_text()).get("engine")
         if recorded != engine.value:
-            raise InputError(f"--state {state_dir} holds a {recorded} chain; start it with --engine {recorded}")
+            raise InputError(f"--state {state_dir} was written by {recorded}; start it with --engine {recorded}")
     else:
         marker.write_text(json.dumps({"engine": engine.value}) + "\n")
 

@@ -362,6 +362,34 @@ class Market:
         receipt = self.sender.mined(self.sender.send(sender, self.address, data, gas=self.cancel_gas(1)))
         return TxEvents.of(receipt, self.address).cancellations[0]
 
+    def deposit(self, member: str, amount: int) -> int:
+        """Moves ``amount`` base units of the member's tokens into its market balance (approving
+        the market first if needed); returns the new balance."""
+        account = self.deployment.member_address(member)
+        if amount <= 0:
+            raise InputError(f"amount must be positive, got {amount}")
+        token = self.deployment.token
+        held = int(call(self.w3, token, "PeerwattToken", "balanceOf", account)[0])
+        if held < amount:
+            raise InputError(f"{member} holds {held} token base units, fewer than {amount}")
+        allowance = int(call(self.w3, token, "PeerwattToken", "allowance", account, self.address)[0])
+        if allowance < amount:
+            approve = artifacts.function("PeerwattToken", "approve").encode(self.address, amount)
+            self.sender.mined(self.sender.send(account, token, approve))
+        data = artifacts.function(MARKET, "deposit").encode(check_uint("amount", amount, 256))
+        self.simulate(account, data)
+        self.sender.mined(self.sender.send(account, self.address, data))
+        return self.balance_of(account)
+
+    def withdraw(self, member: str, amount: int) -> int:
+        """Sends ``amount`` base units of the member's market balance back to its wallet;
+        returns the new balance."""
+        account = self.deployment.member_address(member)
+        data = artifacts.function(MARKET, "withdraw").encode(check_uint("amount", amount, 256))
+        self.simulate(account, data)
+        self.sender.mined(self.sender.send(account, self.address, data))
+        return self.balance_of(account)
+
     def expire(self, slot: int, sender: str | None = None) -> list[Cancellation]:
         """Expires every resting order of ``slot`` (its gate must have closed); anyone may do
         it, by default the deployer. Returns the expired orders."""

@@ -26,6 +26,7 @@ from peerwatt.errors import ConflictError, ContractRevertError, InputError, NotF
 from peerwatt.market import Market, OrderRequest, Side, TxEvents
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import Receipt
+from peerwatt.units import value_of
 
 COLUMNS = ("action", "ref", "member", "slot", "side", "price", "qty_wh")
 MAX_QTY_WH = 2**48 - 1  # CdaMarket.MAX_QTY_WH: the order word keeps quantities in 48 bits
@@ -279,6 +280,7 @@ class _Replayer:
         self.sent: list[tuple[Batch, str]] = []
         self.tx_of_ref: dict[str, tuple[str, int]] = {}  # ref -> (tx hash, index in its batch)
         self.receipts: dict[str, Receipt] = {}
+        self.balance_floor: dict[str, int] = {}  # member address -> lower bound of its balance
         self.result = ReplayResult(rows=len(rows))
 
     def run(self) -> ReplayResult:
@@ -302,20 +304,74 @@ class _Replayer:
         return self.market.deployment.member_address(batch.member)
 
     def _send_places(self, batch: Batch) -> None:
-        orders = [row.order for row in batch.rows if row.order is not None]
-        data = self.market.place_orders_data(orders)
-        tx_hash = self.sender.send(self._member(batch), self.market.address, data, gas=self.market.place_gas(len(orders)))
+        """Sends a place batch without waiting, unless the member's balance might not cover
+        its escrows: then the batch is checked on the state after everything sent before, and
+        if it would revert, its rows go one by one so that exactly the refused rows fail (a
+        reverted batch would drop the good rows with them)."""
+        member = self._member(batch)
+        if self._covered(member, batch.rows):
+            self._send(batch, member)
+            return
+        self._sync()
+        self.balance_floor[member] = self.market.balance_of(member)
+        if self._covered(member, batch.rows):
+            self._send(batch, member)
+            return
+        try:
+            self.market.simulate(member, self._place_data(batch.rows))
+        except ContractRevertError:
+            for row in batch.rows:
+                try:
+                    self.market.simulate(member, self._place_data((row,)))
+                except ContractRevertError as exc:
+                    self.result.failures.append(RowFailure((row.line,), str(exc)))
+                    continue
+                self._send(Batch(batch.member, batch.action, (row,)), member)
+                self._sync()  # the next row's check must see this one
+            self.balance_floor[member] = self.market.balance_of(member)
+            return
+        self._send(batch, member)
+
+    def _covered(self, member: str, rows: tuple[ReplayRow, ...]) -> bool:
+        """Whether the member's balance surely covers the rows' buy escrows, and if so books
+        them. A buy takes at most its full escrow from the balance (less if it trades below
+        its limit), and other members' orders never lower it, so a running lower bound that
+        assumes full escrows is safe without waiting for receipts."""
+        if member not in self.balance_floor:
+            self.balance_floor[member] = self.market.balance_of(member)  # earlier rows only add
+        floor = self.balance_floor[member]
+        for row in rows:
+            if row.order is not None and row.order.side is Side.BUY:
+                escrow = value_of(row.order.qty_wh, row.order.price_per_kwh)
+                if floor < escrow:
+                    return False
+                floor -= escrow
+        self.balance_floor[member] = floor
+        return True
+
+    def _place_data(self, rows: tuple[ReplayRow, ...]) -> str:
+        return self.market.place_orders_data(row.order for row in rows if row.order is not None)
+
+    def _send(self, batch: Batch, member: str) -> None:
+        tx_hash = self.sender.send(
+            member, self.market.address, self._place_data(batch.rows), gas=self.market.place_gas(len(batch.rows))
+        )
         self.sent.append((batch, tx_hash))
         for index, row in enumerate(batch.rows):
             self.tx_of_ref[row.ref] = (tx_hash, index)
+
+    def _sync(self) -> None:
+        """Waits until everything sent so far is mined: on an automining chain the last
+        transaction's receipt says so."""
+        if self.sent:
+            self._receipt(self.sent[-1][1])
 
     def _send_cancels(self, batch: Batch) -> None:
         """Cancels need the ids of their orders, and whether those still rest: wait until
         everything sent so far is mined (on an automining chain, the last transaction's
         receipt says so) and drop cancels of orders that are gone -- one by one, they would
         revert with MarketOrderNotFound; in a batch they would take the others down too."""
-        if self.sent:
-            self._receipt(self.sent[-1][1])
+        self._sync()
         order_ids: list[int] = []
         kept: list[ReplayRow] = []
         for row in batch.rows:
@@ -347,6 +403,8 @@ class _Replayer:
 
     def _order_id(self, ref: str) -> int | None:
         """Id of the order placed by row ``ref`` (waits for its transaction); None if it failed."""
+        if ref not in self.tx_of_ref:
+            return None  # refused before it was sent
         tx_hash, index = self.tx_of_ref[ref]
         receipt = self._receipt(tx_hash)
         if not receipt.status:

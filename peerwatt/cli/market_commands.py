@@ -80,6 +80,23 @@ def members(
     emit_rows(rows, ("name", "address", "balance"), fmt)
 
 
+AmountOption = Annotated[int, typer.Option("--amount", min=0, max=2**256 - 1, help="Token base units (1 token = 1000000).")]
+
+
+@app.command()
+def deposit(ctx: typer.Context, member: MemberOption, amount: AmountOption) -> None:
+    """Move tokens from a member's wallet into its market balance."""
+    balance = context(ctx).market().deposit(member, amount)
+    typer.echo(f"{member} deposited {format_tokens(amount)} tokens; market balance {format_tokens(balance)}")
+
+
+@app.command()
+def withdraw(ctx: typer.Context, member: MemberOption, amount: AmountOption) -> None:
+    """Move tokens from a member's market balance back to its wallet."""
+    balance = context(ctx).market().withdraw(member, amount)
+    typer.echo(f"{member} withdrew {format_tokens(amount)} tokens; market balance {format_tokens(balance)}")
+
+
 @app.command()
 def slot(
     ctx: typer.Context,
