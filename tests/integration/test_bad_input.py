@@ -1,0 +1,184 @@
+"""Every bad input of the issue gets one ``error:`` line on stderr, a non-zero exit code and
+changes nothing on chain (no block is mined: the chains automine, so any sent transaction would
+add one)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from peerwatt_cli import Cli, write_csv
+
+EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL = 64, 65, 66, 75
+
+
+@pytest.fixture(scope="module")
+def slot(community: Cli) -> int:
+    """A slot open for trading for the whole module."""
+    return int(community.ok("slot", "--format", "json").json()["next_open_slot"]) + 1
+
+
+@pytest.fixture(scope="module")
+def resting_order(community: Cli, slot: int) -> int:
+    """A resting sell order of member0."""
+    placed = community.ok("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 300_000, "--qty", 1000)
+    return int(placed.stdout.split(":")[0].removeprefix("order "))
+
+
+def refused(cli: Cli, *args: object, code: int, match: str) -> None:
+    """``args`` fail with ``code`` and a one-line error containing ``match``; no block mined."""
+    before = cli.block_number()
+    cli.fails(*args, code=code, match=match)
+    assert cli.block_number() == before, "a refused command changed the chain"
+
+
+def place(slot: int, member: str = "member1", side: str = "buy", price: int = 250_000, qty: int = 1000) -> list[object]:
+    return ["order", "place", "--member", member, "--slot", slot, "--side", side, "--price", price, "--qty", qty]
+
+
+def test_price_outside_the_band(community: Cli, slot: int) -> None:
+    refused(community, *place(slot, price=1_000_001), code=EX_DATAERR, match="MarketPriceOutOfBand(pricePerKwh=1000001, minPricePerKwh=1, maxPricePerKwh=1000000)")
+    refused(community, *place(slot, side="sell", price=0), code=EX_DATAERR, match="MarketPriceOutOfBand(pricePerKwh=0")
+
+
+@pytest.mark.parametrize("qty", [0, 9])
+def test_zero_or_too_small_quantity(community: Cli, slot: int, qty: int) -> None:
+    refused(community, *place(slot, qty=qty), code=EX_DATAERR, match=f"MarketQuantityTooSmall(qtyWh={qty}, minQtyWh=10)")
+
+
+def test_slot_past_gate_closure(community: Cli, slot: int) -> None:
+    current = community.ok("slot", "--format", "json").json()["current_slot"]
+    refused(community, *place(current), code=EX_DATAERR, match=f"MarketGateClosed(slot={current}")
+
+
+def test_unknown_member(community: Cli, slot: int) -> None:
+    refused(community, *place(slot, member="mallory"), code=EX_NOINPUT, match="unknown member 'mallory' (members: member0, member1, member2, member3)")
+    refused(community, "order", "cancel", "--member", "mallory", "--order", 1, code=EX_NOINPUT, match="unknown member")
+
+
+def test_insufficient_balance_for_escrow(community: Cli, slot: int) -> None:
+    # 600 kWh at 1 token/kWh needs 600 tokens of escrow; members deposited 500
+    refused(
+        community, *place(slot, price=1_000_000, qty=600_000), code=EX_DATAERR,
+        match="MarketInsufficientBalance(member=member1, balance=500000000, needed=600000000)",
+    )  # fmt: skip
+
+
+def test_cancelling_someone_elses_order(community: Cli, resting_order: int) -> None:
+    refused(
+        community, "order", "cancel", "--member", "member1", "--order", resting_order, code=EX_DATAERR,
+        match=f"MarketNotOrderOwner(orderId={resting_order}, caller=member1, owner=member0)",
+    )  # fmt: skip
+
+
+def test_cancelling_an_unknown_order(community: Cli) -> None:
+    refused(community, "order", "cancel", "--member", "member0", "--order", 999_999, code=EX_DATAERR, match="MarketOrderNotFound(orderId=999999)")
+
+
+def test_withdrawing_more_than_the_balance(community: Cli) -> None:
+    refused(community, "withdraw", "--member", "member2", "--amount", 500_000_001, code=EX_DATAERR, match="MarketInsufficientBalance(member=member2, balance=500000000, needed=500000001)")
+
+
+def test_malformed_csv_rows_are_reported_with_line_numbers(community: Cli, slot: int, tmp_path: Path) -> None:
+    orders = write_csv(
+        tmp_path / "bad.csv",
+        [
+            f"place,a,member0,{slot},sell,240000,1000",  # line 2: fine
+            f"place,b,member0,{slot},sideways,240000,1000",  # line 3
+            f"place,c,member1,{slot},buy,12.5,1000",  # line 4
+            f"place,d,nobody,{slot},buy,240000,1000",  # line 5
+            "cancel,zzz,member0,,,,",  # line 6
+            f"place,e,member1,{slot},buy,2000000,1000",  # line 7: outside the band
+            f"place,f,member1,{slot},buy,240000",  # line 8: short row
+        ],
+    )
+    result = community.fails("orders", "replay", orders, code=EX_USAGE)
+    message = result.stderr
+    assert "6 bad rows, nothing sent" in message
+    for line in (3, 4, 5, 6, 7, 8):
+        assert f"line {line}:" in message
+    assert "line 2:" not in message
+    before = community.block_number()
+    community.fails("orders", "replay", orders)
+    assert community.block_number() == before
+
+
+def test_malformed_csv_header(community: Cli, tmp_path: Path) -> None:
+    orders = write_csv(tmp_path / "header.csv", ["place,a,member0,1,sell,1,10"], header="action,ref,member,slot,side,price")
+    refused(community, "orders", "replay", orders, code=EX_USAGE, match="line 1: header must name the columns")
+
+
+def test_missing_csv_file(community: Cli, tmp_path: Path) -> None:
+    refused(community, "orders", "replay", tmp_path / "nope.csv", code=EX_NOINPUT, match="no such file")
+
+
+def test_rpc_not_running(new_cli: Callable[[], Cli]) -> None:
+    cli = new_cli()  # a free port: nothing listens there
+    for args in (["slot"], ["members"], place(5), ["deploy"], ["chain", "advance", "--seconds", 10]):
+        result = cli.fails(*args, code=EX_TEMPFAIL)
+        assert f"no chain answers at {cli.rpc_url}" in result.stderr
+
+
+def test_invalid_deploy_parameters(community: Cli) -> None:
+    refused(community, "deploy", "--min-price", 5, "--max-price", 4, code=EX_DATAERR, match="RegistryInvalidPriceBand(minPricePerKwh=5, maxPricePerKwh=4)")
+    refused(community, "deploy", "--fill-cap", 0, code=EX_DATAERR, match="RegistryInvalidFillCap(fillCap=0)")
+    refused(community, "deploy", "--members", 60, code=EX_USAGE, match="needs 61 unlocked accounts")
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["order", "place", "--member", "member0", "--slot", 1, "--side", "up", "--price", 1, "--qty", 10], "'--side'"),
+        (["order", "place", "--member", "member0", "--slot", 1, "--side", "buy", "--price", -1, "--qty", 10], "'--price'"),
+        (["order", "place", "--member", "member0", "--slot", 1, "--side", "buy", "--price", 2**32, "--qty", 10], "'--price'"),
+        (["order", "place", "--member", "member0", "--side", "buy", "--price", 1, "--qty", 10], "Missing option '--slot'"),
+        (["trades", "--slot", 1, "--format", "xml"], "'--format'"),
+        (["chain", "start", "--engine", "geth"], "'--engine'"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_bad_options(community: Cli, args: list[object], match: str) -> None:
+    refused(community, *args, code=EX_USAGE, match=match)
+
+
+def test_missing_or_stale_deployment_file(community: Cli, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    refused(community, "--deployment", missing, "members", code=EX_NOINPUT, match=f"no deployment file {missing}")
+    stale = json.loads(community.deployment.read_text())
+    stale["deploy_block_hash"] = "0x" + "ab" * 32  # as if written for an earlier instance of the chain
+    stale_file = tmp_path / "stale.json"
+    stale_file.write_text(json.dumps(stale))
+    refused(community, "--deployment", stale_file, "members", code=EX_NOINPUT, match="are not on this chain")
+
+
+def test_rows_refused_on_chain_are_reported_with_line_numbers(community: Cli, tmp_path: Path) -> None:
+    """What only the chain can tell (a balance spent by earlier rows, an order already filled)
+    is reported per row after the replay; the other rows are applied, as one by one."""
+    slot = int(community.ok("slot", "--format", "json").json()["next_open_slot"]) + 2  # a book of its own
+    orders = write_csv(
+        tmp_path / "refused.csv",
+        [
+            f"place,s1,member2,{slot},sell,200000,100",  # line 2
+            f"place,b1,member3,{slot},buy,200000,100",  # line 3: fills s1 completely, pays 0.02 token
+            "cancel,s1,member2,,,,",  # line 4: nothing left to cancel
+            f"place,b2,member3,{slot},buy,1000000,499000",  # line 5: 499 tokens of escrow, 499.98 left
+            f"place,b3,member3,{slot},buy,1000000,1000",  # line 6: 1 more token: not enough
+            f"place,b4,member0,{slot},buy,100000,100",  # line 7: fine
+        ],
+    )
+    ids_out = tmp_path / "ids.csv"
+    result = community.fails("orders", "replay", orders, "--ids-out", ids_out, code=EX_DATAERR, match="2 of 6 rows were refused on chain")
+    failed = [line for line in result.stdout.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 2
+    assert failed[0].startswith("failed: line 4:") and "MarketOrderNotFound" in failed[0]
+    assert failed[1] == "failed: line 6: MarketInsufficientBalance(member=member3, balance=980000, needed=1000000)"
+    assert [line.split(",")[0] for line in ids_out.read_text().splitlines()] == ["ref", "s1", "b1", "b2", "b4"]
+    trades = community.ok("trades", "--slot", slot, "--format", "json").json()
+    assert [(t["price"], t["qty_wh"]) for t in trades] == [(200_000, 100)]
+    book = community.ok("book", "--slot", slot, "--format", "json").json()
+    assert [(o["member"], o["price"], o["remaining_wh"]) for o in book["bids"]] == [
+        ("member3", 1_000_000, 499_000),
+        ("member0", 100_000, 100),
+    ]

@@ -1,0 +1,56 @@
+"""The deployment file: round trip, location and errors (pure Python, no chain)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peerwatt.deployment import Deployment, deployment_path
+from peerwatt.errors import InputError, NotFoundError
+from peerwatt.slots import SlotClock
+
+DEPLOYMENT = Deployment(
+    chain_id=1337,
+    token="0x" + "11" * 20,
+    market="0x" + "22" * 20,
+    deployer="0x" + "33" * 20,
+    deploy_block=2,
+    deploy_block_hash="0x" + "ab" * 32,
+    slot_clock=SlotClock(1_800_000_000, 900, 300),
+    members={"member0": "0x" + "44" * 20, "member1": "0x" + "55" * 20},
+)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = DEPLOYMENT.save(tmp_path / "nested" / "1337.json")
+    assert Deployment.load(path) == DEPLOYMENT
+    assert list(Deployment.load(path).members) == ["member0", "member1"]  # registration order kept
+
+
+def test_member_lookup() -> None:
+    assert DEPLOYMENT.member_address("member1") == "0x" + "55" * 20
+    assert DEPLOYMENT.member_names()["0x" + "44" * 20] == "member0"
+    with pytest.raises(NotFoundError, match=r"unknown member 'bob' \(members: member0, member1\)"):
+        DEPLOYMENT.member_address("bob")
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="run `peerwatt deploy` first"):
+        Deployment.load(tmp_path / "none.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"chain_id": 1}')
+    with pytest.raises(InputError, match="is not valid"):
+        Deployment.load(broken)
+    broken.write_text("not json")
+    with pytest.raises(InputError, match="is not valid"):
+        Deployment.load(broken)
+
+
+def test_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PEERWATT_DEPLOYMENT", raising=False)
+    assert deployment_path(None, 31337) == tmp_path / "deployments" / "31337.json"
+    monkeypatch.setenv("PEERWATT_DEPLOYMENT", "/env/d.json")
+    assert deployment_path(None, 31337) == Path("/env/d.json")
+    assert deployment_path("/flag/d.json", 31337) == Path("/flag/d.json")
