@@ -8,6 +8,7 @@ web3.py's per-request formatters (they dominate the cost of sending many transac
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -137,7 +138,7 @@ def _event_coders() -> dict[bytes, _EventCoder]:
     return coders
 
 
-def decode_event(topics: list[str] | list[bytes], data: bytes | str) -> tuple[str, dict[str, Any]] | None:
+def decode_event(topics: Sequence[str | bytes], data: bytes | str) -> tuple[str, dict[str, Any]] | None:
     """(name, arguments) of one of our contracts' events from a log's topics and data, or None."""
     if not topics:
         return None

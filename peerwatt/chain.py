@@ -63,17 +63,18 @@ def request(w3: Web3, method: str, params: list[Any]) -> Any:
     """
     try:
         response = w3.provider.make_request(method, params)  # type: ignore[arg-type]
-    except (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError) as exc:
-        raise unavailable(w3, exc) from exc
+    except (requests.RequestException, ConnectionError, TimeoutError, ValueError) as exc:
+        # refused, timed out, an HTTP error or an answer that is not JSON-RPC
+        raise unavailable(w3, exc) from None
     if "error" in response:
-        raise NodeError(method, response["error"])
+        raise NodeError(method, dict(response["error"]))
     return response.get("result")
 
 
 class NodeError(PeerwattError):
     """The node answered a JSON-RPC call with an error (other than a contract revert)."""
 
-    def __init__(self, method: str, error: dict[str, Any] | str) -> None:
+    def __init__(self, method: str, error: dict[str, Any] | str) -> None:  # str: a non-conforming node
         self.method = method
         self.rpc_error = error
         message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
@@ -82,11 +83,12 @@ class NodeError(PeerwattError):
 
 def unavailable(w3: Web3, exc: BaseException) -> RpcUnavailableError:
     url = getattr(w3.provider, "endpoint_uri", "the RPC endpoint")
-    reason = type(exc).__name__
-    if isinstance(exc, requests.ConnectionError) or isinstance(exc, ConnectionError):
-        reason = "connection refused"
-    elif isinstance(exc, (requests.Timeout, TimeoutError)):
+    if isinstance(exc, (requests.Timeout, TimeoutError)):
         reason = "timed out"
+    elif isinstance(exc, (requests.ConnectionError, ConnectionError)):
+        reason = "connection refused"
+    else:
+        reason = f"not a JSON-RPC answer: {exc}"
     return RpcUnavailableError(f"no chain answers at {url} ({reason}); start one with `peerwatt chain start`")
 
 

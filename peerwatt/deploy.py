@@ -70,7 +70,7 @@ def deploy_community(
     manager_role = call(w3, market, "CdaMarket", "MANAGER_ROLE")[0]
     sender.mined(sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(manager_role, deployer)))
 
-    member_accounts = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
+    member_accounts: list[str] = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
     if member_accounts:
         say(f"registering and funding {len(member_accounts)} members")
         fund_members(sender, deployer, token, market, member_accounts, config)

@@ -4,7 +4,10 @@ The whole file is parsed and checked before anything is sent; bad rows are repor
 line numbers. Consecutive rows of one member travel in one ``placeOrders`` / ``cancelOrders``
 transaction (the contract applies a batch exactly as one-by-one orders). Transactions are sent
 back to back without waiting for each receipt -- an automining dev chain mines them in the order
-they arrive -- except where a cancel needs the id of an order placed earlier in the file.
+they arrive -- except where a cancel needs the id of an order placed earlier in the file, or a
+member's balance might not cover a batch's escrows. Then the replay waits for the chain to catch
+up and checks the batch first; a batch the market would refuse is sent row by row, so exactly the
+refused rows fail, as they would one by one (a reverted batch would take its good rows along).
 
 CSV columns: ``action,ref,member,slot,side,price,qty_wh``. ``action`` is ``place`` or ``cancel``;
 a place row's ``ref`` names its order, a cancel row's ``ref`` names the place row (of the same
@@ -270,6 +273,15 @@ class ReplayResult:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _escrows(rows: Iterable[ReplayRow]) -> int:
+    """What the rows' buy orders escrow in full."""
+    return sum(
+        value_of(row.order.qty_wh, row.order.price_per_kwh)
+        for row in rows
+        if row.order is not None and row.order.side is Side.BUY
+    )
+
+
 class _Replayer:
     """Sends the batches of a checked file and collects what they did."""
 
@@ -306,8 +318,7 @@ class _Replayer:
     def _send_places(self, batch: Batch) -> None:
         """Sends a place batch without waiting, unless the member's balance might not cover
         its escrows: then the batch is checked on the state after everything sent before, and
-        if it would revert, its rows go one by one so that exactly the refused rows fail (a
-        reverted batch would drop the good rows with them)."""
+        if it would revert, its rows go one by one so that exactly the refused rows fail."""
         member = self._member(batch)
         if self._covered(member, batch.rows):
             self._send(batch, member)
@@ -320,32 +331,39 @@ class _Replayer:
         try:
             self.market.simulate(member, self._place_data(batch.rows))
         except ContractRevertError:
-            for row in batch.rows:
-                try:
-                    self.market.simulate(member, self._place_data((row,)))
-                except ContractRevertError as exc:
-                    self.result.failures.append(RowFailure((row.line,), str(exc)))
-                    continue
-                self._send(Batch(batch.member, batch.action, (row,)), member)
-                self._sync()  # the next row's check must see this one
-            self.balance_floor[member] = self.market.balance_of(member)
+            self._send_one_by_one(batch, member)
             return
         self._send(batch, member)
+        # it fits although the lower bound said it might not: keep the bound a lower bound
+        self.balance_floor[member] -= _escrows(batch.rows)
+
+    def _send_one_by_one(self, batch: Batch, member: str) -> None:
+        """Each row is checked on the state after the previous one and sent only if the market
+        accepts it; refused rows are recorded as failures."""
+        for row in batch.rows:
+            try:
+                self.market.simulate(member, self._place_data((row,)))
+            except ContractRevertError as exc:
+                self.result.failures.append(RowFailure((row.line,), str(exc)))
+                continue
+            self._send(Batch(batch.member, batch.action, (row,)), member)
+            self._sync()
+        self.balance_floor[member] = self.market.balance_of(member)
 
     def _covered(self, member: str, rows: tuple[ReplayRow, ...]) -> bool:
-        """Whether the member's balance surely covers the rows' buy escrows, and if so books
-        them. A buy takes at most its full escrow from the balance (less if it trades below
-        its limit), and other members' orders never lower it, so a running lower bound that
-        assumes full escrows is safe without waiting for receipts."""
+        """Whether the member's balance surely covers the rows' buy escrows; if so, books them.
+
+        A buy takes at most its full escrow from the balance (less if it trades below its
+        limit) and other members' orders never lower it, so a running lower bound that assumes
+        full escrows is safe without waiting for receipts."""
         if member not in self.balance_floor:
-            self.balance_floor[member] = self.market.balance_of(member)  # earlier rows only add
+            self.balance_floor[member] = self.market.balance_of(member)  # pending rows only add
         floor = self.balance_floor[member]
         for row in rows:
             if row.order is not None and row.order.side is Side.BUY:
-                escrow = value_of(row.order.qty_wh, row.order.price_per_kwh)
-                if floor < escrow:
+                floor -= value_of(row.order.qty_wh, row.order.price_per_kwh)
+                if floor < 0:
                     return False
-                floor -= escrow
         self.balance_floor[member] = floor
         return True
 

@@ -37,7 +37,8 @@ def report(exc: BaseException) -> int:
     elif isinstance(exc, PeerwattError):
         message, code = str(exc), exc.exit_code
     elif isinstance(exc, click_exceptions.ClickException):
-        command = exc.ctx.command_path if getattr(exc, "ctx", None) else "peerwatt"
+        usage_ctx = getattr(exc, "ctx", None)  # set on usage errors
+        command = usage_ctx.command_path if usage_ctx is not None else "peerwatt"
         message, code = f"{exc.format_message()} (see `{command} --help`)", InputError.exit_code
     elif isinstance(exc, (KeyboardInterrupt, typer.Abort)):
         message, code = "interrupted", EX_INTERRUPTED

@@ -15,6 +15,7 @@ from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, n
 from peerwatt.config import CommunityConfig, MarketParams, Tariffs
 from peerwatt.deploy import DEFAULT_DEV_MEMBERS, deploy_community
 from peerwatt.deployment import deployment_path
+from peerwatt.errors import InputError
 from peerwatt.market import TRADE_COLUMNS, CancelReason, OrderRequest, RestingOrder, Side
 from peerwatt.session import run_session, trades_table
 from peerwatt.tables import text_table
@@ -207,6 +208,8 @@ def orders_replay(
     ids_out: Annotated[Optional[Path], typer.Option("--ids-out", help="Write ref,order_id of placed rows here.")] = None,
 ) -> None:
     """Apply a CSV of order placements and cancellations in file order."""
+    if ids_out is not None and not ids_out.parent.is_dir():
+        raise InputError(f"--ids-out {ids_out}: no directory {ids_out.parent}")
     market = context(ctx).market()
     rules = replay_file.CommunityRules(market.deployment.members, market.market_params(), market.slot_clock(), market.now())
     rows = replay_file.read_rows(file, rules)
