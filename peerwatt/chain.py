@@ -47,9 +47,7 @@ def connect(rpc_url: str, timeout: float = RPC_TIMEOUT_SECONDS) -> Web3:
     at once that nothing answers, so retries are off.
     """
     rpc_port(rpc_url)  # rejects non-http URLs with a clear message
-    provider = Web3.HTTPProvider(
-        rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None
-    )
+    provider = Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
     w3 = Web3(provider)
     request(w3, "eth_chainId", [])
     return w3

@@ -6,7 +6,7 @@ Used by ``peerwatt deploy`` and by ``scripts/deploy.py`` (Brownie's web3); both 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from web3 import Web3
 
@@ -29,9 +29,7 @@ def member_name(index: int) -> str:
     return f"member{index}"
 
 
-def deploy_community(
-    w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None
-) -> Deployment:
+def deploy_community(w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None) -> Deployment:
     """Deploys the contracts with ``config`` and registers ``members`` dev accounts.
 
     The market's constructor is dry-run first, so invalid parameters are reported (with the
@@ -56,7 +54,13 @@ def deploy_community(
 
     def market_init(token: str) -> str:
         return artifacts.constructor_data(
-            "CdaMarket", deployer, token, epoch, config.slot_seconds, config.market.as_tuple(), config.tariffs.as_tuple()
+            "CdaMarket",
+            deployer,
+            token,
+            epoch,
+            config.slot_seconds,
+            config.market.as_tuple(),
+            config.tariffs.as_tuple(),
         )
 
     estimate_gas(w3, {"from": deployer, "data": market_init(deployer)})  # dry run: parameters valid?
@@ -68,7 +72,9 @@ def deploy_community(
     market_receipt = sender.mined(sender.send(deployer, None, market_init(token)))
     market = _created(market_receipt.contract_address)
     manager_role = call(w3, market, "CdaMarket", "MANAGER_ROLE")[0]
-    sender.mined(sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(manager_role, deployer)))
+    sender.mined(
+        sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(manager_role, deployer))
+    )
 
     member_accounts: list[str] = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
     if member_accounts:

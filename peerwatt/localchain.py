@@ -182,11 +182,15 @@ def _log_tail(path: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-def start(engine: DevEngine, port: int, state_dir: Path | None = None, timeout: float = START_TIMEOUT_SECONDS) -> LocalChain:
+def start(
+    engine: DevEngine, port: int, state_dir: Path | None = None, timeout: float = START_TIMEOUT_SECONDS
+) -> LocalChain:
     """Starts ``engine`` on ``port`` in the background and waits until its RPC answers."""
     running = _read_record(port)
     if running is not None and group_alive(running.pid):
-        raise ConflictError(f"port {port} is busy: peerwatt already runs {running.engine.value} there (pid {running.pid})")
+        raise ConflictError(
+            f"port {port} is busy: peerwatt already runs {running.engine.value} there (pid {running.pid})"
+        )
     if port_in_use(port):
         raise ConflictError(f"port {port} is busy: something else listens on {HOST}:{port}")
     if state_dir is not None:
@@ -208,7 +212,9 @@ def start(engine: DevEngine, port: int, state_dir: Path | None = None, timeout: 
             )
         except FileNotFoundError as exc:
             raise NotFoundError(f"cannot run {engine.value}: {exc.filename} not found; run tools/setup.sh") from None
-    chain = LocalChain(engine, port, process.pid, CHAIN_IDS[engine], str(state_dir) if state_dir else None, str(log), time.time())
+    chain = LocalChain(
+        engine, port, process.pid, CHAIN_IDS[engine], str(state_dir) if state_dir else None, str(log), time.time()
+    )
     record_path(port).write_text(json.dumps(chain.to_json(), indent=2) + "\n")
     pid_path(port).write_text(f"{process.pid}\n")
 

@@ -7,9 +7,10 @@ nothing. Trades are read back from ``TradeExecuted`` logs, in execution order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
 
 from web3 import Web3
 
@@ -422,5 +423,8 @@ class Market:
 def describe_revert(exc: ContractRevertError, deployment: Deployment) -> ContractRevertError:
     """The same error with member addresses replaced by member names, for messages."""
     names = deployment.member_names()
-    args = {key: names.get(value.lower(), value) if isinstance(value, str) else value for key, value in exc.error_args.items()}
+    args = {
+        key: names.get(value.lower(), value) if isinstance(value, str) else value
+        for key, value in exc.error_args.items()
+    }
     return ContractRevertError(exc.error, args)

@@ -94,13 +94,17 @@ class CommunityRules:
             return None
         params = self.params
         if not params.min_price_per_kwh <= order.price_per_kwh <= params.max_price_per_kwh:
-            return f"price {order.price_per_kwh} outside the band [{params.min_price_per_kwh}, {params.max_price_per_kwh}]"
+            return (
+                f"price {order.price_per_kwh} outside the band [{params.min_price_per_kwh}, {params.max_price_per_kwh}]"
+            )
         if order.qty_wh < params.min_qty_wh:
             return f"qty_wh {order.qty_wh} below the minimum {params.min_qty_wh}"
         if order.qty_wh > MAX_QTY_WH:
             return f"qty_wh {order.qty_wh} above the maximum {MAX_QTY_WH}"
         if not self.clock.is_open(order.slot, self.now):
-            return f"slot {order.slot} closed for trading at {self.clock.gate_closure(order.slot)} (chain time {self.now})"
+            return (
+                f"slot {order.slot} closed for trading at {self.clock.gate_closure(order.slot)} (chain time {self.now})"
+            )
         return None
 
 
@@ -137,7 +141,7 @@ def parse_rows(lines: Iterable[str], source: str = "CSV", rules: CommunityRules 
         if len(fields) != len(header):
             problems.append(RowProblem(line, f"expected {len(header)} fields, got {len(fields)}"))
             continue
-        values = {name: value.strip() for name, value in zip(header, fields)}
+        values = {name: value.strip() for name, value in zip(header, fields, strict=True)}
         try:
             row = _parse_row(line, values)
         except InputError as exc:
@@ -401,14 +405,18 @@ class _Replayer:
             try:
                 self.market.order(order_id)
             except ContractRevertError as exc:
-                self.result.failures.append(RowFailure((row.line,), f"order {order_id} is no longer in the book: {exc}"))
+                self.result.failures.append(
+                    RowFailure((row.line,), f"order {order_id} is no longer in the book: {exc}")
+                )
                 continue
             order_ids.append(order_id)
             kept.append(row)
         if not order_ids:
             return
         data = self.market.cancel_orders_data(order_ids)
-        tx_hash = self.sender.send(self._member(batch), self.market.address, data, gas=self.market.cancel_gas(len(order_ids)))
+        tx_hash = self.sender.send(
+            self._member(batch), self.market.address, data, gas=self.market.cancel_gas(len(order_ids))
+        )
         self.sent.append((Batch(batch.member, batch.action, tuple(kept)), tx_hash))
 
     def _place_line(self, ref: str) -> int:
@@ -445,7 +453,7 @@ class _Replayer:
             result.trades += len(events.trades)
             if batch.action is Action.PLACE:
                 result.placed += len(events.placed)
-                result.order_ids.update(zip((row.ref for row in batch.rows), events.placed))
+                result.order_ids.update(zip((row.ref for row in batch.rows), events.placed, strict=True))
             else:
                 result.cancelled += len(batch.rows)
         result.failures.sort(key=lambda failure: failure.lines[0])

@@ -6,8 +6,8 @@ Used by ``peerwatt session`` and ``scripts/cda_session.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from peerwatt.errors import InputError
 from peerwatt.market import Market, OrderRequest, PlaceOutcome, Side, Trade

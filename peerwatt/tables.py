@@ -12,6 +12,9 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: 
     align = list(right) if right is not None else [False] * len(headers)
     lines = []
     for row in cells:
-        padded = [cell.rjust(width) if align[i] else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))]
+        padded = [
+            cell.rjust(width) if align[i] else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)

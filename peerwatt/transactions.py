@@ -202,7 +202,7 @@ class TxSender:
         while missing:
             for start in range(0, len(missing), 200):
                 chunk = missing[start : start + 200]
-                for tx_hash, raw in zip(chunk, self._batch_receipts(chunk)):
+                for tx_hash, raw in zip(chunk, self._batch_receipts(chunk), strict=True):
                     if raw is not None:
                         found[tx_hash] = Receipt.from_rpc(raw)
             missing = [tx_hash for tx_hash in missing if tx_hash not in found]

@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
     command = typer_main.get_command(app)
     try:
-        result = command.main(args=list(argv) if argv is not None else None, prog_name="peerwatt", standalone_mode=False)
+        result = command.main(
+            args=list(argv) if argv is not None else None, prog_name="peerwatt", standalone_mode=False
+        )
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except BaseException as exc:  # noqa: BLE001 - the one place every error is reported

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -21,7 +21,7 @@ from peerwatt.session import run_session, trades_table
 from peerwatt.tables import text_table
 from peerwatt.units import format_tokens
 
-UINT16, UINT32, UINT64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
+UINT32, UINT64 = 2**32 - 1, 2**64 - 1
 _DEFAULTS = CommunityConfig()
 
 order_app = typer.Typer(help="Place or cancel one order.", no_args_is_help=True)
@@ -31,21 +31,29 @@ SlotOption = Annotated[int, typer.Option("--slot", min=0, max=UINT32, help="Deli
 MemberOption = Annotated[str, typer.Option("--member", help="Member name from the deployment (member0, ...).")]
 
 
+def _uint(bits: int, help: str, minimum: int = 0) -> Any:
+    """An integer option limited to the Solidity type ``uint<bits>`` it is passed as."""
+    return typer.Option(min=minimum, max=2**bits - 1, help=help)
+
+
+_MARKET, _TARIFFS = _DEFAULTS.market, _DEFAULTS.tariffs
+_MEMBERS_HELP = (
+    f"Dev-chain accounts to register as member0.. (default: {DEFAULT_DEV_MEMBERS} on dev chains, 0 elsewhere)."
+)
+
+
 @app.command()
 def deploy(
     ctx: typer.Context,
-    members: Annotated[
-        Optional[int],
-        typer.Option("--members", min=0, help=f"Dev-chain accounts to register as member0.. (default: {DEFAULT_DEV_MEMBERS} on dev chains, 0 elsewhere)."),
-    ] = None,
-    slot_seconds: Annotated[int, typer.Option(min=1, max=UINT32, help="Slot length.")] = _DEFAULTS.slot_seconds,
-    gate_seconds: Annotated[int, typer.Option(min=0, max=UINT32, help="Gate closure lead time.")] = _DEFAULTS.market.gate_seconds,
-    min_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Lowest limit price, base units/kWh.")] = _DEFAULTS.market.min_price_per_kwh,
-    max_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Highest limit price, base units/kWh.")] = _DEFAULTS.market.max_price_per_kwh,
-    min_qty: Annotated[int, typer.Option(min=0, max=UINT64, help="Smallest order, Wh.")] = _DEFAULTS.market.min_qty_wh,
-    fill_cap: Annotated[int, typer.Option(min=0, max=UINT16, help="Most fills per incoming order.")] = _DEFAULTS.market.fill_cap,
-    import_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Supplier import tariff, base units/kWh.")] = _DEFAULTS.tariffs.import_price_per_kwh,
-    export_price: Annotated[int, typer.Option(min=0, max=UINT32, help="Supplier export tariff, base units/kWh.")] = _DEFAULTS.tariffs.export_price_per_kwh,
+    members: Annotated[Optional[int], typer.Option("--members", min=0, help=_MEMBERS_HELP)] = None,
+    slot_seconds: Annotated[int, _uint(32, "Slot length.", minimum=1)] = _DEFAULTS.slot_seconds,
+    gate_seconds: Annotated[int, _uint(32, "Gate closure lead time.")] = _MARKET.gate_seconds,
+    min_price: Annotated[int, _uint(32, "Lowest limit price, base units/kWh.")] = _MARKET.min_price_per_kwh,
+    max_price: Annotated[int, _uint(32, "Highest limit price, base units/kWh.")] = _MARKET.max_price_per_kwh,
+    min_qty: Annotated[int, _uint(64, "Smallest order, Wh.")] = _MARKET.min_qty_wh,
+    fill_cap: Annotated[int, _uint(16, "Most fills per incoming order.")] = _MARKET.fill_cap,
+    import_price: Annotated[int, _uint(32, "Supplier import tariff, base units/kWh.")] = _TARIFFS.import_price_per_kwh,
+    export_price: Annotated[int, _uint(32, "Supplier export tariff, base units/kWh.")] = _TARIFFS.export_price_per_kwh,
 ) -> None:
     """Deploy the token and the market and write the deployment file."""
     app_ctx = context(ctx)
@@ -81,7 +89,9 @@ def members(
     emit_rows(rows, ("name", "address", "balance"), fmt)
 
 
-AmountOption = Annotated[int, typer.Option("--amount", min=0, max=2**256 - 1, help="Token base units (1 token = 1000000).")]
+AmountOption = Annotated[
+    int, typer.Option("--amount", min=0, max=2**256 - 1, help="Token base units (1 token = 1000000).")
+]
 
 
 @app.command()
@@ -121,7 +131,8 @@ def slot(
         )
         return
     typer.echo(f"current slot:   {current} (chain time {now})")
-    typer.echo(f"next open slot: {next_open} (gate closes at {clock.gate_closure(next_open)}, in {clock.gate_closure(next_open) - now} s)")
+    closure = clock.gate_closure(next_open)
+    typer.echo(f"next open slot: {next_open} (gate closes at {closure}, in {closure - now} s)")
 
 
 @order_app.command("place")
@@ -144,7 +155,8 @@ def order_place(
     names = market.deployment.member_names()
     for trade in outcome.events.trades:
         counterpart = trade.seller if side is Side.BUY else trade.buyer
-        typer.echo(f"  traded {trade.qty_wh} Wh at {trade.price_per_kwh}/kWh with {names.get(counterpart.lower(), counterpart)}")
+        counterpart_name = names.get(counterpart.lower(), counterpart)
+        typer.echo(f"  traded {trade.qty_wh} Wh at {trade.price_per_kwh}/kWh with {counterpart_name}")
     typer.echo(f"tx {outcome.events.tx_hash}")
 
 
@@ -205,13 +217,17 @@ def book(
 def orders_replay(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="CSV with columns action,ref,member,slot,side,price,qty_wh.")],
-    ids_out: Annotated[Optional[Path], typer.Option("--ids-out", help="Write ref,order_id of placed rows here.")] = None,
+    ids_out: Annotated[
+        Optional[Path], typer.Option("--ids-out", help="Write ref,order_id of placed rows here.")
+    ] = None,
 ) -> None:
     """Apply a CSV of order placements and cancellations in file order."""
     if ids_out is not None and not ids_out.parent.is_dir():
         raise InputError(f"--ids-out {ids_out}: no directory {ids_out.parent}")
     market = context(ctx).market()
-    rules = replay_file.CommunityRules(market.deployment.members, market.market_params(), market.slot_clock(), market.now())
+    rules = replay_file.CommunityRules(
+        market.deployment.members, market.market_params(), market.slot_clock(), market.now()
+    )
     rows = replay_file.read_rows(file, rules)
     result = replay_file.replay(market, rows)
     if ids_out is not None:

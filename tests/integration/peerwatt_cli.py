@@ -123,4 +123,3 @@ def start_community(cli: Cli, engine: str, members: int = 4) -> None:
 def write_csv(path: Path, rows: list[str], header: str = "action,ref,member,slot,side,price,qty_wh") -> Path:
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
-

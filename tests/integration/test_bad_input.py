@@ -23,11 +23,11 @@ def slot(community: Cli) -> int:
 @pytest.fixture(scope="module")
 def resting_order(community: Cli, slot: int) -> int:
     """A resting sell order of member0."""
-    placed = community.ok("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 300_000, "--qty", 1000)
+    placed = community.ok(*place(slot, "member0", "sell", 300_000))
     return int(placed.stdout.split(":")[0].removeprefix("order "))
 
 
-def refused(cli: Cli, *args: object, code: int, match: str) -> None:
+def refused(cli: Cli, args: list[object], code: int, match: str) -> None:
     """``args`` fail with ``code`` and a one-line error containing ``match``; no block mined."""
     before = cli.block_number()
     cli.fails(*args, code=code, match=match)
@@ -38,47 +38,50 @@ def place(slot: int, member: str = "member1", side: str = "buy", price: int = 25
     return ["order", "place", "--member", member, "--slot", slot, "--side", side, "--price", price, "--qty", qty]
 
 
+def cancel(member: str, order_id: int) -> list[object]:
+    return ["order", "cancel", "--member", member, "--order", order_id]
+
+
 def test_price_outside_the_band(community: Cli, slot: int) -> None:
-    refused(community, *place(slot, price=1_000_001), code=EX_DATAERR, match="MarketPriceOutOfBand(pricePerKwh=1000001, minPricePerKwh=1, maxPricePerKwh=1000000)")
-    refused(community, *place(slot, side="sell", price=0), code=EX_DATAERR, match="MarketPriceOutOfBand(pricePerKwh=0")
+    band = "minPricePerKwh=1, maxPricePerKwh=1000000"
+    refused(community, place(slot, price=1_000_001), EX_DATAERR, f"MarketPriceOutOfBand(pricePerKwh=1000001, {band})")
+    refused(community, place(slot, side="sell", price=0), EX_DATAERR, f"MarketPriceOutOfBand(pricePerKwh=0, {band})")
 
 
 @pytest.mark.parametrize("qty", [0, 9])
 def test_zero_or_too_small_quantity(community: Cli, slot: int, qty: int) -> None:
-    refused(community, *place(slot, qty=qty), code=EX_DATAERR, match=f"MarketQuantityTooSmall(qtyWh={qty}, minQtyWh=10)")
+    refused(community, place(slot, qty=qty), EX_DATAERR, f"MarketQuantityTooSmall(qtyWh={qty}, minQtyWh=10)")
 
 
-def test_slot_past_gate_closure(community: Cli, slot: int) -> None:
+def test_slot_past_gate_closure(community: Cli) -> None:
     current = community.ok("slot", "--format", "json").json()["current_slot"]
-    refused(community, *place(current), code=EX_DATAERR, match=f"MarketGateClosed(slot={current}")
+    refused(community, place(current), EX_DATAERR, f"MarketGateClosed(slot={current}")
 
 
 def test_unknown_member(community: Cli, slot: int) -> None:
-    refused(community, *place(slot, member="mallory"), code=EX_NOINPUT, match="unknown member 'mallory' (members: member0, member1, member2, member3)")
-    refused(community, "order", "cancel", "--member", "mallory", "--order", 1, code=EX_NOINPUT, match="unknown member")
+    known = "(members: member0, member1, member2, member3)"
+    refused(community, place(slot, member="mallory"), EX_NOINPUT, f"unknown member 'mallory' {known}")
+    refused(community, cancel("mallory", 1), EX_NOINPUT, "unknown member 'mallory'")
 
 
 def test_insufficient_balance_for_escrow(community: Cli, slot: int) -> None:
     # 600 kWh at 1 token/kWh needs 600 tokens of escrow; members deposited 500
-    refused(
-        community, *place(slot, price=1_000_000, qty=600_000), code=EX_DATAERR,
-        match="MarketInsufficientBalance(member=member1, balance=500000000, needed=600000000)",
-    )  # fmt: skip
+    expected = "MarketInsufficientBalance(member=member1, balance=500000000, needed=600000000)"
+    refused(community, place(slot, price=1_000_000, qty=600_000), EX_DATAERR, expected)
 
 
 def test_cancelling_someone_elses_order(community: Cli, resting_order: int) -> None:
-    refused(
-        community, "order", "cancel", "--member", "member1", "--order", resting_order, code=EX_DATAERR,
-        match=f"MarketNotOrderOwner(orderId={resting_order}, caller=member1, owner=member0)",
-    )  # fmt: skip
+    expected = f"MarketNotOrderOwner(orderId={resting_order}, caller=member1, owner=member0)"
+    refused(community, cancel("member1", resting_order), EX_DATAERR, expected)
 
 
 def test_cancelling_an_unknown_order(community: Cli) -> None:
-    refused(community, "order", "cancel", "--member", "member0", "--order", 999_999, code=EX_DATAERR, match="MarketOrderNotFound(orderId=999999)")
+    refused(community, cancel("member0", 999_999), EX_DATAERR, "MarketOrderNotFound(orderId=999999)")
 
 
 def test_withdrawing_more_than_the_balance(community: Cli) -> None:
-    refused(community, "withdraw", "--member", "member2", "--amount", 500_000_001, code=EX_DATAERR, match="MarketInsufficientBalance(member=member2, balance=500000000, needed=500000001)")
+    expected = "MarketInsufficientBalance(member=member2, balance=500000000, needed=500000001)"
+    refused(community, ["withdraw", "--member", "member2", "--amount", 500_000_001], EX_DATAERR, expected)
 
 
 def test_malformed_csv_rows_are_reported_with_line_numbers(community: Cli, slot: int, tmp_path: Path) -> None:
@@ -106,12 +109,12 @@ def test_malformed_csv_rows_are_reported_with_line_numbers(community: Cli, slot:
 
 
 def test_malformed_csv_header(community: Cli, tmp_path: Path) -> None:
-    orders = write_csv(tmp_path / "header.csv", ["place,a,member0,1,sell,1,10"], header="action,ref,member,slot,side,price")
-    refused(community, "orders", "replay", orders, code=EX_USAGE, match="line 1: header must name the columns")
+    orders = write_csv(tmp_path / "h.csv", ["place,a,member0,1,sell,1,10"], header="action,ref,member,slot,side,price")
+    refused(community, ["orders", "replay", orders], EX_USAGE, "line 1: header must name the columns")
 
 
 def test_missing_csv_file(community: Cli, tmp_path: Path) -> None:
-    refused(community, "orders", "replay", tmp_path / "nope.csv", code=EX_NOINPUT, match="no such file")
+    refused(community, ["orders", "replay", tmp_path / "nope.csv"], EX_NOINPUT, "no such file")
 
 
 def test_rpc_not_running(new_cli: Callable[[], Cli]) -> None:
@@ -122,35 +125,37 @@ def test_rpc_not_running(new_cli: Callable[[], Cli]) -> None:
 
 
 def test_invalid_deploy_parameters(community: Cli) -> None:
-    refused(community, "deploy", "--min-price", 5, "--max-price", 4, code=EX_DATAERR, match="RegistryInvalidPriceBand(minPricePerKwh=5, maxPricePerKwh=4)")
-    refused(community, "deploy", "--fill-cap", 0, code=EX_DATAERR, match="RegistryInvalidFillCap(fillCap=0)")
-    refused(community, "deploy", "--members", 60, code=EX_USAGE, match="needs 61 unlocked accounts")
+    band = "RegistryInvalidPriceBand(minPricePerKwh=5, maxPricePerKwh=4)"
+    refused(community, ["deploy", "--min-price", 5, "--max-price", 4], EX_DATAERR, band)
+    refused(community, ["deploy", "--fill-cap", 0], EX_DATAERR, "RegistryInvalidFillCap(fillCap=0)")
+    refused(community, ["deploy", "--members", 60], EX_USAGE, "needs 61 unlocked accounts")
 
 
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["order", "place", "--member", "member0", "--slot", 1, "--side", "up", "--price", 1, "--qty", 10], "'--side'"),
-        (["order", "place", "--member", "member0", "--slot", 1, "--side", "buy", "--price", -1, "--qty", 10], "'--price'"),
-        (["order", "place", "--member", "member0", "--slot", 1, "--side", "buy", "--price", 2**32, "--qty", 10], "'--price'"),
-        (["order", "place", "--member", "member0", "--side", "buy", "--price", 1, "--qty", 10], "Missing option '--slot'"),
+        (place(1, side="up"), "'--side'"),
+        (place(1, price=-1), "'--price'"),
+        (place(1, price=2**32), "'--price'"),
+        (place(1)[:4] + place(1)[6:], "Missing option '--slot'"),
+        (cancel("member0", -3), "'--order'"),
         (["trades", "--slot", 1, "--format", "xml"], "'--format'"),
         (["chain", "start", "--engine", "geth"], "'--engine'"),
         (["no-such-command"], "No such command"),
     ],
 )
 def test_bad_options(community: Cli, args: list[object], match: str) -> None:
-    refused(community, *args, code=EX_USAGE, match=match)
+    refused(community, args, EX_USAGE, match)
 
 
 def test_missing_or_stale_deployment_file(community: Cli, tmp_path: Path) -> None:
     missing = tmp_path / "missing.json"
-    refused(community, "--deployment", missing, "members", code=EX_NOINPUT, match=f"no deployment file {missing}")
+    refused(community, ["--deployment", missing, "members"], EX_NOINPUT, f"no deployment file {missing}")
     stale = json.loads(community.deployment.read_text())
     stale["deploy_block_hash"] = "0x" + "ab" * 32  # as if written for an earlier instance of the chain
     stale_file = tmp_path / "stale.json"
     stale_file.write_text(json.dumps(stale))
-    refused(community, "--deployment", stale_file, "members", code=EX_NOINPUT, match="are not on this chain")
+    refused(community, ["--deployment", stale_file, "members"], EX_NOINPUT, "are not on this chain")
 
 
 def test_rows_refused_on_chain_are_reported_with_line_numbers(community: Cli, tmp_path: Path) -> None:
@@ -169,7 +174,9 @@ def test_rows_refused_on_chain_are_reported_with_line_numbers(community: Cli, tm
         ],
     )
     ids_out = tmp_path / "ids.csv"
-    result = community.fails("orders", "replay", orders, "--ids-out", ids_out, code=EX_DATAERR, match="2 of 6 rows were refused on chain")
+    result = community.fails(
+        "orders", "replay", orders, "--ids-out", ids_out, code=EX_DATAERR, match="2 of 6 rows were refused on chain"
+    )
     failed = [line for line in result.stdout.splitlines() if line.startswith("failed:")]
     assert len(failed) == 2
     assert failed[0].startswith("failed: line 4:") and "MarketOrderNotFound" in failed[0]

@@ -65,7 +65,16 @@ def test_state_directory_of_the_other_engine_is_refused(new_cli: Callable[[], Cl
     state = tmp_path / "state"
     cli.ok("chain", "start", "--engine", "anvil", "--state", state)
     cli.ok("chain", "stop")
-    cli.fails("chain", "start", "--engine", "ganache", "--state", state, code=EX_USAGE, match="was written by anvil; start it with --engine anvil")
+    cli.fails(
+        "chain",
+        "start",
+        "--engine",
+        "ganache",
+        "--state",
+        state,
+        code=EX_USAGE,
+        match="was written by anvil; start it with --engine anvil",
+    )
 
 
 def test_a_fresh_chain_does_not_trust_an_old_deployment_file(new_cli: Callable[[], Cli]) -> None:

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from peerwatt_cli import ENGINES, Cli, write_csv
 
 TRADE_HEADER = "slot,buy_order,sell_order,buyer,seller,price,qty_wh,maker_side,tx_hash"
+
+
+def place(member: str, slot: int, side: str, price: int, qty: int) -> list[object]:
+    return ["order", "place", "--member", member, "--slot", slot, "--side", side, "--price", price, "--qty", qty]
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:
@@ -46,9 +49,9 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     slot = slot_info["next_open_slot"] + 1  # open for at least one more slot length
 
     # two orders: the buy fills 1500 Wh of the resting ask at the ask's price
-    placed = cli.ok("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 240_000, "--qty", 2000)
+    placed = cli.ok(*place("member0", slot, "sell", 240_000, 2000))
     assert placed.stdout.startswith("order 1:") and "2000 Wh resting" in placed.stdout
-    taken = cli.ok("order", "place", "--member", "member1", "--slot", slot, "--side", "buy", "--price", 250_000, "--qty", 1500)
+    taken = cli.ok(*place("member1", slot, "buy", 250_000, 1500))
     assert "1 trade, 1500 Wh traded, 0 Wh resting" in taken.stdout
 
     book = cli.ok("book", "--slot", slot, "--format", "json").json()
@@ -100,7 +103,7 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     now = cli.ok("slot", "--format", "json").json()
     gate_closure = now["next_open_gate_closure"] + (slot - now["next_open_slot"]) * now["slot_seconds"]
     cli.ok("chain", "advance", "--seconds", gate_closure - now["chain_time"] + 5)
-    cli.fails("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 240_000, "--qty", 100, match="MarketGateClosed")
+    cli.fails(*place("member0", slot, "sell", 240_000, 100), match="MarketGateClosed")
     expired = cli.ok("orders", "expire", "--slot", slot)
     assert f"slot {slot}: 1 orders expired" in expired.stdout
     assert cli.ok("book", "--slot", slot, "--format", "json").json()["asks"] == []

@@ -21,7 +21,9 @@ from peerwatt.errors import ContractRevertError, InputError, NotFoundError, RpcU
         (KeyError("boom"), 70, "error: internal error: KeyError: 'boom' (PEERWATT_DEBUG=1 shows a traceback)"),
     ],
 )
-def test_report(exc: BaseException, code: int, line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report(
+    exc: BaseException, code: int, line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PEERWATT_DEBUG", raising=False)
     assert report(exc) == code
     assert capsys.readouterr().err == line + "\n"

@@ -32,7 +32,14 @@ def test_error_string_panic_and_empty_reverts() -> None:
     "rpc_error, expected",
     [
         ({"code": 3, "message": "execution reverted", "data": "0xabcd"}, "0xabcd"),  # anvil
-        ({"code": -32000, "message": "VM Exception while processing transaction: revert", "data": {"result": "0xabcd"}}, "0xabcd"),  # ganache
+        (
+            {
+                "code": -32000,
+                "message": "VM Exception while processing transaction: revert",
+                "data": {"result": "0xabcd"},
+            },
+            "0xabcd",
+        ),  # ganache
         ({"code": -32000, "message": "execution reverted"}, "0x"),
         ({"code": -32602, "message": "No Signer available"}, None),
         ("plain text", None),
