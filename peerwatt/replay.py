@@ -34,6 +34,7 @@ from peerwatt.units import value_of
 COLUMNS = ("action", "ref", "member", "slot", "side", "price", "qty_wh")
 MAX_QTY_WH = 2**48 - 1  # CdaMarket.MAX_QTY_WH: the order word keeps quantities in 48 bits
 MAX_REPORTED_PROBLEMS = 8  # keep the one-line error readable
+RECEIPT_CHECK_EVERY = 100  # transactions sent between looks at what is mined already
 
 
 class Action(str, Enum):
@@ -297,6 +298,8 @@ class _Replayer:
         self.tx_of_ref: dict[str, tuple[str, int]] = {}  # ref -> (tx hash, index in its batch)
         self.receipts: dict[str, Receipt] = {}
         self.balance_floor: dict[str, int] = {}  # member address -> lower bound of its balance
+        self.failure_reasons: dict[str, str] = {}  # tx hash -> why it reverted
+        self.checked = 0  # self.sent[:checked] have their receipts
         self.result = ReplayResult(rows=len(rows))
 
     def run(self) -> ReplayResult:
@@ -309,6 +312,8 @@ class _Replayer:
                 self._send_places(batch)
             else:
                 self._send_cancels(batch)
+            if len(self.sent) - self.checked >= RECEIPT_CHECK_EVERY:
+                self._check_mined()
         self._collect()
         self.result.seconds = time.perf_counter() - started
         self.result.order_ids = {
@@ -437,6 +442,18 @@ class _Replayer:
             return None
         return TxEvents.of(receipt, self.market.address).placed[index]
 
+    def _check_mined(self) -> None:
+        """Collects the receipts mined so far without waiting, and explains failed
+        transactions while the node still holds the state they ran on (anvil keeps a bounded
+        history, see peerwatt.localchain)."""
+        unchecked = [tx_hash for _, tx_hash in self.sent[self.checked :] if tx_hash not in self.receipts]
+        self.receipts.update(self.sender.mined_so_far(unchecked))
+        while self.checked < len(self.sent) and self.sent[self.checked][1] in self.receipts:
+            receipt = self.receipts[self.sent[self.checked][1]]
+            if not receipt.status:
+                self.failure_reasons[receipt.tx_hash] = str(self.sender.failure_reason(receipt))
+            self.checked += 1
+
     def _collect(self) -> None:
         pending = [tx_hash for _, tx_hash in self.sent if tx_hash not in self.receipts]
         for receipt in self.sender.receipts(pending):
@@ -447,7 +464,8 @@ class _Replayer:
             receipt = self.receipts[tx_hash]
             lines = tuple(row.line for row in batch.rows)
             if not receipt.status:
-                result.failures.append(RowFailure(lines, str(self.sender.failure_reason(receipt))))
+                reason = self.failure_reasons.get(tx_hash) or str(self.sender.failure_reason(receipt))
+                result.failures.append(RowFailure(lines, reason))
                 continue
             events = TxEvents.of(receipt, self.market.address)
             result.trades += len(events.trades)

@@ -200,17 +200,23 @@ class TxSender:
         deadline = time.monotonic() + timeout
         missing = list(dict.fromkeys(tx_hashes))
         while missing:
-            for start in range(0, len(missing), 200):
-                chunk = missing[start : start + 200]
-                for tx_hash, raw in zip(chunk, self._batch_receipts(chunk), strict=True):
-                    if raw is not None:
-                        found[tx_hash] = Receipt.from_rpc(raw)
+            found.update(self.mined_so_far(missing))
             missing = [tx_hash for tx_hash in missing if tx_hash not in found]
             if missing:
                 if time.monotonic() > deadline:
                     raise PeerwattError(f"{len(missing)} transactions were not mined within {timeout:.0f} s")
                 time.sleep(0.05)
         return [found[tx_hash] for tx_hash in tx_hashes]
+
+    def mined_so_far(self, tx_hashes: list[str]) -> dict[str, Receipt]:
+        """Receipts of those of ``tx_hashes`` that are mined already (does not wait)."""
+        found: dict[str, Receipt] = {}
+        for start in range(0, len(tx_hashes), 200):
+            chunk = tx_hashes[start : start + 200]
+            for tx_hash, raw in zip(chunk, self._batch_receipts(chunk), strict=True):
+                if raw is not None:
+                    found[tx_hash] = Receipt.from_rpc(raw)
+        return found
 
     def _batch_receipts(self, tx_hashes: list[str]) -> list[dict[str, Any] | None]:
         make_batch = getattr(self.w3.provider, "make_batch_request", None)
@@ -242,6 +248,9 @@ class TxSender:
             eth_call(self.w3, call_tx, hex(receipt.block_number - 1))
         except ContractRevertError as exc:
             return exc
+        except NodeError:
+            # the node dropped that block's state (anvil keeps a bounded history)
+            return ContractRevertError("reverted (the node no longer holds the state to tell why)")
         if receipt.gas_used >= int(tx["gas"], 16):
             return ContractRevertError("out of gas", {"gas_limit": int(tx["gas"], 16)})
         return ContractRevertError("reverted (reason not reproducible)", {"tx": receipt.tx_hash})
