@@ -162,14 +162,29 @@ class TxEvents:
 
     @classmethod
     def of(cls, receipt: Receipt, market: str) -> TxEvents:
+        return cls._of(receipt.tx_hash, receipt.events(market))
+
+    @classmethod
+    def per_order(cls, receipt: Receipt, market: str) -> list[TxEvents]:
+        """The events of a batch transaction split by incoming order: each order's
+        OrderPlaced comes first, then its fills and cancellations."""
+        groups: list[list[tuple[str, dict[str, Any]]]] = []
+        for event in receipt.events(market):
+            if event[0] == "OrderPlaced" or not groups:
+                groups.append([])
+            groups[-1].append(event)
+        return [cls._of(receipt.tx_hash, group) for group in groups]
+
+    @classmethod
+    def _of(cls, tx_hash: str, events: list[tuple[str, dict[str, Any]]]) -> TxEvents:
         placed: list[int] = []
         trades: list[Trade] = []
         cancellations: list[Cancellation] = []
-        for name, args in receipt.events(market):
+        for name, args in events:
             if name == "OrderPlaced":
                 placed.append(args["orderId"])
             elif name == "TradeExecuted":
-                trades.append(_trade(args, receipt.tx_hash))
+                trades.append(_trade(args, tx_hash))
             elif name == "OrderCancelled":
                 cancellations.append(
                     Cancellation(
@@ -180,7 +195,7 @@ class TxEvents:
                         CancelReason(args["reason"]),
                     )
                 )
-        return cls(receipt.tx_hash, tuple(placed), tuple(trades), tuple(cancellations))
+        return cls(tx_hash, tuple(placed), tuple(trades), tuple(cancellations))
 
 
 @dataclass(frozen=True)
@@ -354,6 +369,18 @@ class Market:
         receipt = self.sender.mined(self.sender.send(sender, self.address, data, gas=self.place_gas(1)))
         events = TxEvents.of(receipt, self.address)
         return PlaceOutcome(events.placed[0], order, events)
+
+    def place_batch(self, member: str, orders: list[OrderRequest]) -> list[PlaceOutcome]:
+        """Places several orders of one member in one transaction, in list order (the same
+        result as one by one); returns what each did."""
+        if not orders:
+            return []
+        sender = self.deployment.member_address(member)
+        data = self.place_orders_data(orders)
+        self.simulate(sender, data)
+        receipt = self.sender.mined(self.sender.send(sender, self.address, data, gas=self.place_gas(len(orders))))
+        per_order = TxEvents.per_order(receipt, self.address)
+        return [PlaceOutcome(events.placed[0], order, events) for order, events in zip(orders, per_order, strict=True)]
 
     def cancel(self, member: str, order_id: int) -> Cancellation:
         """Cancels a resting order of ``member``; returns what left the book."""
