@@ -1,0 +1,339 @@
+"""Shared fixtures for the contract and property tests.
+
+A community is deployed once per module (token and market with the defaults of
+``peerwatt.config``, epoch at the start of the current slot), with a manager, four funded
+members that approved the market and deposited, and an outsider. Every chain test starts from
+a snapshot of it (``fn_isolation``, autouse for tests/contracts and tests/properties).
+
+This file is also loaded by plain pytest runs of tests/unit and tests/integration (without
+the Brownie plugin): nothing here touches Brownie unless a chain test asks for it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from peerwatt.config import CommunityConfig, MarketParams
+from peerwatt.orderbook_model import ModelRevert, OrderBookModel
+from peerwatt.slots import SlotClock
+
+CHAIN_TEST_DIRS = ("contracts", "properties")
+MAX_UINT256 = 2**256 - 1
+PANIC_MESSAGES = {0x11: "Integer overflow"}  # how Brownie renders Solidity panics we can hit
+
+
+# ------------------------------------------------------------------------- isolation
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Brownie's own isolation fixtures call its deprecated rpc methods on every test
+    config.addinivalue_line("filterwarnings", r"ignore:rpc\.\w+ should not be called directly:FutureWarning")
+    # tests/unit uses hypothesis.given on purpose: pure Python, no chain state to isolate
+    config.addinivalue_line("filterwarnings", "ignore:Directly importing `hypothesis.given`")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _auto_gas_price() -> None:
+    """EIP-1559 fees once per session (without it transactions can wait for a base fee)."""
+    brownie = sys.modules.get("brownie")
+    if brownie is not None and brownie.network.is_connected():
+        brownie.network.gas_price("auto")
+
+
+@pytest.fixture(autouse=True)
+def isolation(request: pytest.FixtureRequest) -> None:
+    """Each chain test starts from the module's snapshot (Brownie's fn_isolation)."""
+    if request.path.parent.name in CHAIN_TEST_DIRS:
+        request.getfixturevalue("fn_isolation")
+
+
+# ------------------------------------------------------------------------ revert text
+
+
+def render_arg(value: Any) -> str:
+    """One custom-error argument as Brownie renders it (lower-case addresses, bytes repr)."""
+    if isinstance(value, int):  # bools render as True / False
+        return str(value)
+    if isinstance(value, bytes):
+        return repr(bytes(value))
+    if hasattr(value, "address"):
+        value = value.address
+    text = str(value)
+    if text.startswith("0x") and len(text) == 42:
+        return text.lower()
+    if text.startswith("0x") and len(text) == 66:
+        return repr(bytes.fromhex(text[2:]))
+    return text
+
+
+def revert_message(name: str, *args: Any) -> str:
+    """Brownie's revert string for custom error ``name(args)``: ``"Name: arg1, arg2"``."""
+    return f"{name}: {', '.join(render_arg(arg) for arg in args)}"
+
+
+def model_revert_message(error: ModelRevert) -> str:
+    """The revert string the chain must show for an error the model raised."""
+    if error.error == "Panic":
+        return PANIC_MESSAGES[int(error.error_args["code"])]  # type: ignore[call-overload]
+    return revert_message(error.error, *error.values)
+
+
+@pytest.fixture(scope="session")
+def model_revert_text() -> Callable[[ModelRevert], str]:
+    """``model_revert_text(error)``: the revert string the chain shows for a model error."""
+    return model_revert_message
+
+
+@pytest.fixture(scope="session")
+def error_pattern() -> Callable[..., str]:
+    """``error_pattern("Name", arg, ...)``: a revert_pattern for brownie.reverts matching that
+    custom error exactly; pass ``...`` for an argument whose value does not matter."""
+
+    def pattern(name: str, *args: Any) -> str:
+        parts = [r"[^,]+" if arg is ... else re.escape(render_arg(arg)) for arg in args]
+        return re.escape(f"{name}: ") + ", ".join(parts)
+
+    return pattern
+
+
+# ------------------------------------------------------------------- chain values
+
+
+def to_plain(value: Any) -> Any:
+    """Brownie return values and event data as plain tuples (this compiled Brownie's
+    ReturnValue.__eq__ raises TypeError against plain ints, so compare plain tuples)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(to_plain(item) for item in value)
+    return value
+
+
+def tx_logs(tx: Any, name: str | None = None, address: Any = None) -> list[Any]:
+    """Events of ``tx`` in log order: ``(name, args)`` pairs, or only the args of events called
+    ``name``; only those emitted by ``address`` if given."""
+    wanted = None if address is None else str(getattr(address, "address", address))
+    found = []
+    for event in tx.events:
+        if wanted is not None and event.address != wanted:
+            continue
+        args = tuple(to_plain(value) for value in event.values())
+        if name is None:
+            found.append((event.name, args))
+        elif event.name == name:
+            found.append(args)
+    return found
+
+
+@pytest.fixture(scope="session")
+def plain() -> Callable[[Any], Any]:
+    """``plain(market.getOrder(1))``: a return value as nested plain tuples."""
+    return to_plain
+
+
+@pytest.fixture(scope="session")
+def logs() -> Callable[..., list[Any]]:
+    """``logs(tx, "TradeExecuted")``: args tuples of those events; ``logs(tx)``: all events
+    as ``(name, args)``; ``address=`` keeps one contract's events."""
+    return tx_logs
+
+
+# ---------------------------------------------------------------------------- actors
+
+
+@pytest.fixture(scope="session")
+def config() -> CommunityConfig:
+    return CommunityConfig()
+
+
+@pytest.fixture(scope="session")
+def admin(accounts: Any) -> Any:
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def manager(accounts: Any) -> Any:
+    """Holds MANAGER_ROLE (members) in the deployed market; not an admin."""
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def members(accounts: Any) -> list[Any]:
+    """Four registered, funded members that deposited into the market."""
+    return list(accounts[2:6])
+
+
+@pytest.fixture(scope="session")
+def alice(members: list[Any]) -> Any:
+    return members[0]
+
+
+@pytest.fixture(scope="session")
+def bob(members: list[Any]) -> Any:
+    return members[1]
+
+
+@pytest.fixture(scope="session")
+def carol(members: list[Any]) -> Any:
+    return members[2]
+
+
+@pytest.fixture(scope="session")
+def dave(members: list[Any]) -> Any:
+    return members[3]
+
+
+@pytest.fixture(scope="session")
+def outsider(accounts: Any) -> Any:
+    """Never a member."""
+    return accounts[9]
+
+
+# ------------------------------------------------------------------------ deployment
+
+
+def deploy_market(
+    container: Any, admin: Any, token: Any, config: CommunityConfig, epoch: int, params: MarketParams | None = None
+) -> Any:
+    """A CdaMarket with the clock and tariffs of ``config`` (and its market params unless given)."""
+    params = config.market if params is None else params
+    return container.deploy(
+        admin, token, epoch, config.slot_seconds, params.as_tuple(), config.tariffs.as_tuple(), {"from": admin}
+    )
+
+
+@pytest.fixture(scope="module")
+def token(module_isolation: None, PeerwattToken: Any, admin: Any) -> Any:
+    """A fresh settlement token; ``admin`` holds DEFAULT_ADMIN_ROLE and MINTER_ROLE."""
+    return PeerwattToken.deploy(admin, "Peerwatt Euro", "PWEUR", {"from": admin})
+
+
+@pytest.fixture(scope="module")
+def market(
+    CdaMarket: Any, token: Any, chain: Any, config: CommunityConfig, admin: Any, manager: Any, members: list[Any]
+) -> Any:
+    """The community: default parameters, epoch = start of the current slot, ``manager`` holds
+    MANAGER_ROLE, every member registered (ids 1..4 in order), funded with
+    ``config.member_funding_base_units``, approved and with ``config.member_deposit_base_units``
+    deposited."""
+    market = deploy_market(CdaMarket, admin, token, config, config.epoch_for(chain.time()))
+    market.grantRole(market.MANAGER_ROLE(), manager, {"from": admin})
+    for member in members:
+        market.addMember(member, {"from": manager})
+        token.mint(member, config.member_funding_base_units, {"from": admin})
+        token.approve(market, MAX_UINT256, {"from": member})
+        market.deposit(config.member_deposit_base_units, {"from": member})
+    return market
+
+
+@pytest.fixture
+def model(market: Any, members: list[Any], config: CommunityConfig) -> OrderBookModel:
+    """A reference model in the state of the freshly deployed ``market``."""
+    epoch, slot_seconds, _ = market.slotClock()
+    model = OrderBookModel(epoch, slot_seconds, config.market)
+    for member in members:
+        model.add_member(str(member))
+        model.deposit(str(member), config.member_deposit_base_units)
+    return model
+
+
+@pytest.fixture
+def slot(market: Any) -> int:
+    """A slot open for trading for at least one more slot length."""
+    return market.nextOpenSlot() + 1
+
+
+# ------------------------------------------------------------------------------ time
+
+
+@dataclass
+class ChainClock:
+    """Block time on the test chain, set exactly with anvil's ``evm_setNextBlockTimestamp``.
+
+    View calls run at the latest block's timestamp; a transaction runs at the timestamp of the
+    block that includes it (one transaction per block on anvil)."""
+
+    chain: Any
+    web3: Any
+    market: Any
+
+    @property
+    def slots(self) -> SlotClock:
+        """The market's slot clock with its current gate lead time."""
+        return SlotClock(*self.market.slotClock())
+
+    @property
+    def now(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.chain[-1].timestamp)
+
+    def next_tx_at(self, timestamp: int) -> None:
+        """The next block (so the next transaction) gets exactly ``timestamp`` (>= now)."""
+        assert timestamp >= self.now, f"cannot go back in time to {timestamp} (now {self.now})"
+        response = self.web3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])
+        assert "error" not in response, response
+
+    def mine_at(self, timestamp: int) -> None:
+        """Mines an empty block at exactly ``timestamp``: views then see that time."""
+        self.next_tx_at(timestamp)
+        self.chain.mine()
+        assert self.now == timestamp
+
+    def sleep(self, seconds: int) -> None:
+        """Advances time by about ``seconds`` and mines a block (chain.sleep + chain.mine)."""
+        self.chain.sleep(seconds)
+        self.chain.mine()
+
+    def to_gate_closure(self, slot: int, offset: int = 0) -> int:
+        """Mines a block at ``offset`` seconds after ``slot``'s gate closure; returns its time."""
+        timestamp = self.slots.gate_closure(slot) + offset
+        self.mine_at(timestamp)
+        return timestamp
+
+
+@pytest.fixture
+def clock(chain: Any, web3: Any, market: Any) -> ChainClock:
+    return ChainClock(chain, web3, market)
+
+
+# ------------------------------------------------------------------ state snapshots
+
+
+def market_state(market: Any, token: Any, accounts: Iterable[Any], slots: Iterable[int]) -> dict[str, Any]:
+    """Everything a failed call must leave as it was: order ids, balances (market and token),
+    both sides of the books of ``slots`` with their best prices, and positions."""
+    accounts = list(accounts)
+    slots = list(slots)
+    return to_plain_dict(
+        {
+            "last_order_id": market.lastOrderId(),
+            "token_held": token.balanceOf(market),
+            "balances": [market.balanceOf(account) for account in accounts],
+            "wallets": [token.balanceOf(account) for account in accounts],
+            "books": [
+                (market.bookSide(s, True, 100), market.bookSide(s, False, 100), market.bestPrices(s)) for s in slots
+            ],
+            "positions": [market.positionOf(s, account) for s in slots for account in accounts],
+            "members": [market.memberOf(account) for account in accounts],
+            "params": market.marketParams(),
+        }
+    )
+
+
+def to_plain_dict(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: to_plain(value) for key, value in state.items()}
+
+
+@pytest.fixture
+def snapshot_state(market: Any, token: Any, members: list[Any], outsider: Any) -> Callable[..., dict[str, Any]]:
+    """``snapshot_state(slot, ...)``: the market state of all members, the outsider and the
+    given slots, to compare before and after a call that must change nothing."""
+
+    def take(*slots: int) -> dict[str, Any]:
+        return market_state(market, token, [*members, outsider], slots)
+
+    return take

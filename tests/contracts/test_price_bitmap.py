@@ -1,0 +1,153 @@
+"""PriceBitmap (through CdaMarket): best-price search and book traversal at the edges of the
+four-level bitmap -- price 1, 2^32-1, and levels on both sides of the 256, 65536 and 2^24
+word boundaries -- for resting, cancelling (bitmap clear) and matching (bitmap walk)."""
+
+import random
+from dataclasses import replace
+
+import pytest
+
+MAX_PRICE = 2**32 - 1
+EDGE_PRICES = [
+    1,
+    2,
+    255,
+    256,
+    257,
+    511,
+    512,
+    65_535,
+    65_536,
+    65_537,
+    2**24 - 1,
+    2**24,
+    2**24 + 1,
+    2**31,
+    MAX_PRICE - 256,
+    MAX_PRICE - 1,
+    MAX_PRICE,
+]
+
+
+@pytest.fixture
+def full_band(market, admin, config):
+    """The whole uint32 price band, 1 Wh minimum (escrow of 1 Wh at 2^32-1 is 4.29 tokens)."""
+    market.setMarketParams(
+        replace(config.market, min_price_per_kwh=1, max_price_per_kwh=MAX_PRICE, min_qty_wh=1).as_tuple(),
+        {"from": admin},
+    )
+
+
+def place_all(market, who, slot, is_buy, prices, qty=1):
+    """One order per price, in the given order (a batch keeps it fast)."""
+    market.placeOrders([(slot, is_buy, price, qty) for price in prices], {"from": who})
+
+
+def side_prices(market, slot, is_buy, plain):
+    return [order[4] for order in plain(market.bookSide(slot, is_buy, 100))]
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_edge_prices_rest_in_price_order(market, full_band, alice, slot, plain, is_buy):
+    shuffled = EDGE_PRICES[:]
+    random.Random(1).shuffle(shuffled)
+    place_all(market, alice, slot, is_buy, shuffled)
+    expected = sorted(EDGE_PRICES, reverse=is_buy)
+    assert side_prices(market, slot, is_buy, plain) == expected
+    best = plain(market.bestPrices(slot))
+    assert best == ((MAX_PRICE, 0) if is_buy else (0, 1))
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_cancelling_the_best_level_finds_the_next_across_words(market, full_band, alice, slot, plain, is_buy):
+    place_all(market, alice, slot, is_buy, EDGE_PRICES)
+    ids = {price: order_id for order_id, price in enumerate(EDGE_PRICES, start=1)}
+    remaining = sorted(EDGE_PRICES, reverse=is_buy)
+    while remaining:
+        market.cancelOrder(ids[remaining.pop(0)], {"from": alice})
+        best = remaining[0] if remaining else 0
+        assert plain(market.bestPrices(slot)) == ((best, 0) if is_buy else (0, best))
+        assert side_prices(market, slot, is_buy, plain) == remaining
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_cancelling_from_the_worst_end_keeps_the_best(market, full_band, alice, slot, plain, is_buy):
+    place_all(market, alice, slot, is_buy, EDGE_PRICES)
+    ids = {price: order_id for order_id, price in enumerate(EDGE_PRICES, start=1)}
+    remaining = sorted(EDGE_PRICES, reverse=is_buy)
+    best = remaining[0]
+    while len(remaining) > 1:
+        market.cancelOrder(ids[remaining.pop()], {"from": alice})
+        assert plain(market.bestPrices(slot)) == ((best, 0) if is_buy else (0, best))
+        assert side_prices(market, slot, is_buy, plain) == remaining
+
+
+def test_buy_sweeps_asks_across_all_words(market, full_band, alice, bob, slot, logs, plain):
+    prices = EDGE_PRICES[:10]
+    random.Random(2).shuffle(prices)
+    place_all(market, bob, slot, False, prices)
+    tx = market.placeOrder(slot, True, MAX_PRICE, len(prices), {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == sorted(prices)
+    assert plain(market.bestPrices(slot)) == (0, 0)
+    assert plain(market.bookSide(slot, False, 10)) == ()
+
+
+def test_sell_sweeps_bids_across_all_words(market, full_band, alice, bob, slot, logs, plain):
+    prices = EDGE_PRICES[-10:]
+    place_all(market, bob, slot, True, prices)
+    tx = market.placeOrder(slot, False, 1, len(prices) + 3, {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == sorted(prices, reverse=True)
+    assert plain(market.bestPrices(slot)) == (0, 1)  # the rest of the sell rests at price 1
+    assert side_prices(market, slot, False, plain) == [1]
+
+
+def test_partial_sweep_stops_at_the_limit_across_a_boundary(market, full_band, alice, bob, slot, logs, plain):
+    place_all(market, bob, slot, False, [255, 256, 65_535, 65_536])
+    tx = market.placeOrder(slot, True, 65_535, 5, {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == [255, 256, 65_535]
+    assert plain(market.bestPrices(slot)) == (65_535, 65_536)
+
+
+def test_emptied_words_are_found_again(market, full_band, alice, slot, plain):
+    """Clearing the last level of a word clears its parents; setting a level in a sibling or
+    an unrelated word afterwards must be found by the search from any depth."""
+    place_all(market, alice, slot, True, [65_536])
+    market.cancelOrder(1, {"from": alice})
+    assert plain(market.bestPrices(slot)) == (0, 0)
+    place_all(market, alice, slot, True, [65_537, 1])
+    assert plain(market.bestPrices(slot)) == (65_537, 0)
+    market.cancelOrder(2, {"from": alice})
+    assert plain(market.bestPrices(slot)) == (1, 0)
+    place_all(market, alice, slot, True, [2**24 + 255, MAX_PRICE])
+    market.cancelOrder(5, {"from": alice})
+    assert plain(market.bestPrices(slot)) == (2**24 + 255, 0)
+    assert side_prices(market, slot, True, plain) == [2**24 + 255, 1]
+
+
+def test_sides_and_slots_have_separate_bitmaps(market, full_band, alice, slot, plain):
+    place_all(market, alice, slot, True, [100])
+    place_all(market, alice, slot, False, [300])
+    place_all(market, alice, slot + 1, True, [200])
+    assert plain(market.bestPrices(slot)) == (100, 300)
+    assert plain(market.bestPrices(slot + 1)) == (200, 0)
+    assert side_prices(market, slot, True, plain) == [100]
+
+
+def test_random_levels_against_sorting(market, full_band, alice, slot, plain):
+    """Many levels spread over all depths (incl. shared words), cancelled in random order."""
+    rng = random.Random(3)
+    prices = sorted(
+        {rng.choice([rng.randint(1, 600), rng.randint(65_000, 66_000), rng.randint(1, MAX_PRICE)]) for _ in range(30)}
+    )
+    shuffled = prices[:]
+    rng.shuffle(shuffled)
+    place_all(market, alice, slot, True, shuffled)
+    ids = {price: order_id for order_id, price in enumerate(shuffled, start=1)}
+    assert side_prices(market, slot, True, plain) == sorted(prices, reverse=True)
+    rng.shuffle(shuffled)
+    left = set(prices)
+    for price in shuffled:
+        market.cancelOrder(ids[price], {"from": alice})
+        left.discard(price)
+        assert plain(market.bestPrices(slot)) == (max(left, default=0), 0)
+    assert side_prices(market, slot, True, plain) == []
