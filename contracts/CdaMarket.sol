@@ -23,8 +23,10 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     using SafeERC20 for IERC20;
     using PriceBitmap for PriceBitmap.Bitmap;
 
-    /// @notice Largest order quantity (the order word keeps quantities in 48 bits).
-    uint64 public constant MAX_QTY_WH = type(uint48).max;
+    /// @notice Largest order quantity, 1.1 TWh. The bound makes every fill's value fit in uint64
+    /// (2^40 Wh * 2^32 per kWh / 1000 < 2^64), so positions take it without a runtime cast check;
+    /// their sums are still checked arithmetic.
+    uint64 public constant MAX_QTY_WH = type(uint40).max;
 
     /// @notice The settlement token members deposit.
     IERC20 public immutable token;
@@ -283,15 +285,15 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// @dev Books the taker's side of its fills: one position update per incoming order.
     function _addTakerPosition(Taker memory taker, Incoming memory order) private {
         Position storage position = _positions[order.slot][taker.memberId];
-        // uint64 money holds 1.8e13 tokens of 6 decimals per member and slot; a larger value
-        // reverts (SafeCast) instead of being truncated, which would break solvency
+        // the fills of one order are worth at most qty * max price / 1000 < 2^64 (MAX_QTY_WH), so
+        // the casts are exact; the sums revert on overflow (checked arithmetic)
         if (order.isBuy) {
             taker.balance -= order.tradedValue;
             position.boughtWh += order.tradedWh;
-            position.paid += SafeCast.toUint64(order.tradedValue);
+            position.paid += uint64(order.tradedValue);
         } else {
             position.soldWh += order.tradedWh;
-            position.received += SafeCast.toUint64(order.tradedValue);
+            position.received += uint64(order.tradedValue);
         }
     }
 
@@ -353,13 +355,13 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         uint256 dust = maker.escrowDust;
         if (maker.isBuy) {
             position.boughtWh += fillWh;
-            position.paid += SafeCast.toUint64(value);
+            position.paid += uint64(value); // exact: value < 2^64 (MAX_QTY_WH)
             // floor(a + b) - floor(a) - floor(b) is 0 or 1
             dust += EnergyMath.value(maker.remainingWh, maker.pricePerKwh)
                 - EnergyMath.value(makerLeft, maker.pricePerKwh) - value;
         } else {
             position.soldWh += fillWh;
-            position.received += SafeCast.toUint64(value);
+            position.received += uint64(value);
         }
 
         if (makerLeft == 0) {

@@ -54,7 +54,7 @@ from typing import TypeAlias
 from peerwatt.config import MarketParams
 from peerwatt.errors import ContractRevertError
 from peerwatt.slots import SlotClock
-from peerwatt.units import value_of
+from peerwatt.units import MAX_QTY_WH, value_of
 
 __all__ = [
     "MAX_QTY_WH",
@@ -76,7 +76,6 @@ __all__ = [
     "Withdrawn",
 ]
 
-MAX_QTY_WH = 2**48 - 1  # CdaMarket.MAX_QTY_WH: the order word keeps quantities in 48 bits
 ZERO_ADDRESS = "0x" + "0" * 40
 
 UINT24_MAX = 2**24 - 1  # Order.escrowDust
@@ -577,10 +576,10 @@ class OrderBookModel:
             if is_buy:
                 balance -= traded_value
                 position.bought_wh = _checked_add(position.bought_wh, traded_wh, 64)
-                position.paid = _checked_add(position.paid, _to_uint(traded_value, 64), 64)
+                position.paid = _checked_add(position.paid, traded_value, 64)
             else:
                 position.sold_wh = _checked_add(position.sold_wh, traded_wh, 64)
-                position.received = _checked_add(position.received, _to_uint(traded_value, 64), 64)
+                position.received = _checked_add(position.received, traded_value, 64)
         return order_id, balance
 
     def _fill_maker(
@@ -594,11 +593,11 @@ class OrderBookModel:
         dust = maker.escrow_dust
         if maker.is_buy:
             position.bought_wh = _checked_add(position.bought_wh, fill_wh, 64)
-            position.paid = _checked_add(position.paid, _to_uint(value, 64), 64)
+            position.paid = _checked_add(position.paid, value, 64)
             dust += value_of(maker.remaining_wh, price) - value_of(maker_left, price) - value
         else:
             position.sold_wh = _checked_add(position.sold_wh, fill_wh, 64)
-            position.received = _checked_add(position.received, _to_uint(value, 64), 64)
+            position.received = _checked_add(position.received, value, 64)
 
         if maker_left == 0:
             queue.popleft()

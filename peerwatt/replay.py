@@ -29,10 +29,9 @@ from peerwatt.errors import ConflictError, ContractRevertError, InputError, NotF
 from peerwatt.market import Market, OrderRequest, Side, TxEvents
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import Receipt
-from peerwatt.units import value_of
+from peerwatt.units import MAX_QTY_WH, value_of
 
 COLUMNS = ("action", "ref", "member", "slot", "side", "price", "qty_wh")
-MAX_QTY_WH = 2**48 - 1  # CdaMarket.MAX_QTY_WH: the order word keeps quantities in 48 bits
 MAX_REPORTED_PROBLEMS = 8  # keep the one-line error readable
 RECEIPT_CHECK_EVERY = 100  # transactions sent between looks at what is mined already
 

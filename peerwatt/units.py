@@ -17,6 +17,8 @@ SlotId = NewType("SlotId", int)
 OrderId = NewType("OrderId", int)
 
 TOKEN_DECIMALS = 6
+# CdaMarket.MAX_QTY_WH: 1.1 TWh per order; bounds every fill's value below 2^64 base units
+MAX_QTY_WH = 2**40 - 1
 BASE_UNITS_PER_TOKEN = 10**TOKEN_DECIMALS
 WH_PER_KWH = 1000
 

@@ -14,11 +14,10 @@ import pytest
 
 from peerwatt.config import CommunityConfig
 from peerwatt.orderbook_model import CancelReason, OrderRequest
-from peerwatt.units import value_of
+from peerwatt.units import MAX_QTY_WH, value_of
 
 PRICE = 250_000  # 0.25 token per kWh
 QTY = 1_000  # Wh
-MAX_QTY_WH = 2**48 - 1
 MAX_UINT32 = 2**32 - 1
 BY_MEMBER, SELF_TRADE, FILL_CAP, EXPIRED = (int(reason) for reason in CancelReason)
 MIN_QTY = CommunityConfig().market.min_qty_wh  # the deployed defaults (tests/conftest.py)
@@ -266,7 +265,7 @@ BAD_ORDERS = {
     "price-zero": ((False, 0, QTY), ("MarketPriceOutOfBand", 0, 100, 200_000)),
     "qty-too-small": ((True, 150_000, MIN_QTY - 1), ("MarketQuantityTooSmall", MIN_QTY - 1, MIN_QTY)),
     "qty-zero": ((False, 150_000, 0), ("MarketQuantityTooSmall", 0, MIN_QTY)),
-    "qty-too-large": ((False, 1_000, 2**48), ("MarketQuantityTooLarge", 2**48, MAX_QTY_WH)),
+    "qty-too-large": ((False, 1_000, MAX_QTY_WH + 1), ("MarketQuantityTooLarge", MAX_QTY_WH + 1, MAX_QTY_WH)),
     "qty-uint64-max": ((False, 1_000, 2**64 - 1), ("MarketQuantityTooLarge", 2**64 - 1, MAX_QTY_WH)),
     "escrow-above-balance": (
         (True, 200_000, DEPOSIT // 200 + 1),  # escrow = DEPOSIT + 200
@@ -352,7 +351,7 @@ def test_validation_order(market, alice, error_pattern):
     checks = [
         ((closed, True, 0, 0), ("MarketPriceOutOfBand", 0, 1, 1_000_000)),
         ((closed, True, PRICE, 0), ("MarketQuantityTooSmall", 0, 10)),
-        ((closed, True, PRICE, 2**48), ("MarketQuantityTooLarge", 2**48, MAX_QTY_WH)),
+        ((closed, True, PRICE, MAX_QTY_WH + 1), ("MarketQuantityTooLarge", MAX_QTY_WH + 1, MAX_QTY_WH)),
         ((closed, True, PRICE, MAX_QTY_WH), ("MarketGateClosed", closed, market.gateClosure(closed), ...)),
     ]
     for request, error in checks:
@@ -997,31 +996,32 @@ def whales(market, token, admin, config, members, amount):
 
 
 @pytest.mark.parametrize("maker_is_buy", [False, True])
-def test_trade_value_beyond_uint64_reverts_instead_of_truncating(
-    market, token, admin, config, alice, bob, slot, snapshot_state, error_pattern, maker_is_buy
-):
-    """A single fill worth 2^64 base units or more cannot be booked in a uint64 position: the
-    order reverts (before the fix the value was silently truncated, breaking solvency)."""
+def test_largest_fill_is_booked_exactly(market, token, admin, config, alice, bob, slot, maker_is_buy):
+    """MAX_QTY_WH at the highest price is worth less than 2^64 base units: the position holds the
+    exact value (the quantity bound is what makes the uint64 casts exact)."""
     whales(market, token, admin, config, [alice, bob], 2**100)
     value = value_of(MAX_QTY_WH, MAX_UINT32)
-    assert value >= 2**64
+    assert value < 2**64
     market.placeOrder(slot, maker_is_buy, MAX_UINT32, MAX_QTY_WH, {"from": bob})
-    before = snapshot_state(slot)
-    with brownie.reverts(revert_pattern=error_pattern("SafeCastOverflowedUintDowncast", 64, value)):
-        market.placeOrder(slot, not maker_is_buy, MAX_UINT32, MAX_QTY_WH, {"from": alice})
-    assert snapshot_state(slot) == before
+    market.placeOrder(slot, not maker_is_buy, MAX_UINT32, MAX_QTY_WH, {"from": alice})
+    buyer, seller = (bob, alice) if maker_is_buy else (alice, bob)
+    assert market.positionOf(slot, buyer)["paid"] == value
+    assert market.positionOf(slot, seller)["received"] == value
 
 
 def test_position_sum_beyond_uint64_reverts(market, token, admin, config, alice, bob, slot, snapshot_state):
+    """Four of the largest fills overflow a uint64 position sum: the fourth reverts instead of
+    wrapping around."""
     whales(market, token, admin, config, [alice, bob], 2**100)
-    qty = 2**63 * 1000 // MAX_UINT32 + 1  # each fill is worth just over 2^63
-    assert 2**63 < value_of(qty, MAX_UINT32) < 2**64
-    sell(market, bob, slot, MAX_UINT32, qty)
-    buy(market, alice, slot, MAX_UINT32, qty)
-    sell(market, bob, slot, MAX_UINT32, qty)
+    largest = value_of(MAX_QTY_WH, MAX_UINT32)
+    assert 3 * largest < 2**64 <= 4 * largest
+    for _ in range(3):
+        sell(market, bob, slot, MAX_UINT32, MAX_QTY_WH)
+        buy(market, alice, slot, MAX_UINT32, MAX_QTY_WH)
+    sell(market, bob, slot, MAX_UINT32, MAX_QTY_WH)
     before = snapshot_state(slot)
     with brownie.reverts(revert_pattern="Integer overflow"):
-        buy(market, alice, slot, MAX_UINT32, qty)
+        buy(market, alice, slot, MAX_UINT32, MAX_QTY_WH)
     assert snapshot_state(slot) == before
 
 

@@ -6,9 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from peerwatt.units import value_of
+from peerwatt.units import MAX_QTY_WH, value_of
 
-MAX_QTY_WH = 2**48 - 1
 MAX_PRICE = 2**32 - 1
 
 CASES = [
@@ -19,7 +18,7 @@ CASES = [
     (7, 142_857),
     (1_234_567, 250_000),
     (MAX_QTY_WH, 1),
-    (MAX_QTY_WH, 65_535),  # the largest value under 2^64 with a full quantity
+    (MAX_QTY_WH, MAX_PRICE),  # the largest value the market computes, still below 2^64
     (4_294_967, MAX_PRICE),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -98,12 +99,23 @@ def rpc(url: str, method: str, params: list[Any] | None = None) -> Any:
     return answer["result"]
 
 
+def _bindable(port: int) -> bool:
+    """False also for a port still in TIME_WAIT after a chain that used it stopped."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    """A port in 8600-8699 that nothing listens on and no peerwatt chain record claims."""
+    """A port in 8600-8699 that nothing listens on, can be bound at once, and no peerwatt chain
+    record claims."""
     candidates = list(PORTS)
     random.shuffle(candidates)  # parallel runs on one machine rarely pick the same port
     for port in candidates:
-        if not localchain.port_in_use(port) and not localchain.record_path(port).exists():
+        if not localchain.port_in_use(port) and _bindable(port) and not localchain.record_path(port).exists():
             return port
     raise RuntimeError("no free port in 8600-8699")
 

@@ -16,6 +16,7 @@ EX_USAGE, EX_DATAERR, EX_NOINPUT = 64, 65, 66
 def test_start_refuses_a_busy_port(new_cli: Callable[[], Cli]) -> None:
     cli = new_cli()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", cli.port))
         listener.listen()
         cli.fails("chain", "start", "--engine", "anvil", code=EX_DATAERR, match=f"port {cli.port} is busy")

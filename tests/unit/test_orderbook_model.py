@@ -420,21 +420,20 @@ def test_removed_member_orders_fill_and_cancel() -> None:
 
 
 def test_overflow_guards() -> None:
+    """The largest fill is booked exactly; the fourth such fill overflows the uint64 position sum
+    and reverts (Panic 0x11) instead of wrapping."""
     model = make_model(max_price_per_kwh=2**32 - 1)
     for who in (A, B):
         model.deposit(who, 2**100)
-    sell(model, B, 2**32 - 1, MAX_QTY_WH)
-    value = value_of(MAX_QTY_WH, 2**32 - 1)
-    with raises("SafeCastOverflowedUintDowncast", 64, value):
+    largest = value_of(MAX_QTY_WH, 2**32 - 1)
+    assert 3 * largest < 2**64 <= 4 * largest
+    for _ in range(3):
+        sell(model, B, 2**32 - 1, MAX_QTY_WH)
         buy(model, A, 2**32 - 1, MAX_QTY_WH)
-    model.cancel_order(B, 1, now=NOW)
-
-    qty = 2**63 * 1000 // (2**32 - 1) + 1
-    sell(model, B, 2**32 - 1, qty)
-    buy(model, A, 2**32 - 1, qty)
-    sell(model, B, 2**32 - 1, qty)
+    assert model.position_of(SLOT, A).paid == 3 * largest
+    sell(model, B, 2**32 - 1, MAX_QTY_WH)
     with raises("Panic", 0x11):
-        buy(model, A, 2**32 - 1, qty)
+        buy(model, A, 2**32 - 1, MAX_QTY_WH)
     assert model.solvency_gap() == 0
 
 

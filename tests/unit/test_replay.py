@@ -20,6 +20,7 @@ from peerwatt.replay import (
     read_rows,
 )
 from peerwatt.slots import SlotClock
+from peerwatt.units import MAX_QTY_WH
 
 HEADER = "action,ref,member,slot,side,price,qty_wh"
 CLOCK = SlotClock(epoch=1_000_000, slot_seconds=900, gate_seconds=300)
@@ -134,7 +135,7 @@ def test_community_rules() -> None:
         f"place,r3,alice,11,sell,{params.max_price_per_kwh + 1},1000",  # 4: above the band
         "place,r4,alice,11,sell,0,1000",  # 5: below the band
         f"place,r5,alice,11,sell,240000,{params.min_qty_wh - 1}",  # 6: too small
-        f"place,r6,alice,11,sell,240000,{2**48}",  # 7: too large for the order word
+        f"place,r6,alice,11,sell,240000,{MAX_QTY_WH + 1}",  # 7: above the market's maximum
         "place,r7,alice,10,sell,240000,1000",  # 8: slot in delivery
         "cancel,r1,carol,,,,",  # 9: unknown member (and not carol's)
         rules=RULES,
@@ -144,7 +145,7 @@ def test_community_rules() -> None:
         4: f"price {params.max_price_per_kwh + 1} outside the band [1, {params.max_price_per_kwh}]",
         5: f"price 0 outside the band [1, {params.max_price_per_kwh}]",
         6: f"qty_wh {params.min_qty_wh - 1} below the minimum {params.min_qty_wh}",
-        7: f"qty_wh {2**48} above the maximum {2**48 - 1}",
+        7: f"qty_wh {MAX_QTY_WH + 1} above the maximum {MAX_QTY_WH}",
         8: f"slot 10 closed for trading at {CLOCK.gate_closure(10)} (chain time {NOW})",
         9: "ref 'r1' (line 2) is an order of alice, not of carol",
     }
