@@ -42,33 +42,39 @@ def bytecode(name: str) -> str:
     return load_artifact(name)["bytecode"]
 
 
+def _signature_hash(entry: dict[str, Any]) -> bytes:
+    """keccak of an ABI entry's canonical signature, ``name(type,...)`` with tuples spelled out:
+    an error's or function's selector is its first 4 bytes, an event's topic 0 all of it."""
+    types = ",".join(collapse_if_tuple(arg) for arg in entry["inputs"])
+    return keccak(text=f"{entry['name']}({types})")
+
+
+def hex_bytes(data: bytes | str) -> bytes:
+    """Bytes of a JSON-RPC hex string (with or without 0x), or ``data`` itself."""
+    if isinstance(data, bytes):
+        return data
+    return bytes.fromhex(data[2:] if data.startswith("0x") else data)
+
+
 @lru_cache(maxsize=None)
 def _error_selectors() -> dict[bytes, dict[str, Any]]:
-    selectors: dict[bytes, dict[str, Any]] = {}
-    for name in CONTRACT_NAMES:
-        for entry in abi(name):
-            if entry.get("type") != "error":
-                continue
-            signature = f"{entry['name']}({','.join(arg['type'] for arg in entry['inputs'])})"
-            selectors[keccak(text=signature)[:4]] = entry
-    return selectors
+    return {
+        _signature_hash(entry)[:4]: entry
+        for name in CONTRACT_NAMES
+        for entry in abi(name)
+        if entry.get("type") == "error"
+    }
 
 
 def decode_custom_error(data: bytes | str) -> tuple[str, dict[str, Any]] | None:
     """(name, arguments) of a custom error in revert data, or None if it is not one of ours."""
-    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+    raw = hex_bytes(data)
     entry = _error_selectors().get(raw[:4])
     if entry is None:
         return None
     types = [arg["type"] for arg in entry["inputs"]]
     values = abi_decode(types, raw[4:]) if types else ()
     return entry["name"], {arg["name"]: value for arg, value in zip(entry["inputs"], values)}
-
-
-def _hex_bytes(data: bytes | str) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    return bytes.fromhex(data[2:] if data.startswith("0x") else data)
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class AbiFunction:
 
     def decode(self, data: bytes | str) -> tuple[Any, ...]:
         """The call's return values (structs as tuples)."""
-        return tuple(abi_decode(list(self.output_types), _hex_bytes(data)))
+        return tuple(abi_decode(list(self.output_types), hex_bytes(data)))
 
 
 @lru_cache(maxsize=None)
@@ -96,7 +102,7 @@ def function(contract: str, name: str) -> AbiFunction:
         if entry.get("type") == "function" and entry["name"] == name:
             inputs = tuple(collapse_if_tuple(arg) for arg in entry["inputs"])
             outputs = tuple(collapse_if_tuple(arg) for arg in entry["outputs"])
-            selector = keccak(text=f"{name}({','.join(inputs)})")[:4]
+            selector = _signature_hash(entry)[:4]
             return AbiFunction(name, selector, inputs, outputs)
     raise NotFoundError(f"{contract} has no function {name}")
 
@@ -127,7 +133,7 @@ def _event_coders() -> dict[bytes, _EventCoder]:
             if entry.get("type") != "event" or entry.get("anonymous"):
                 continue
             types = [collapse_if_tuple(arg) for arg in entry["inputs"]]
-            topic = keccak(text=f"{entry['name']}({','.join(types)})")
+            topic = _signature_hash(entry)
             args = list(zip(entry["inputs"], types))
             coders[topic] = _EventCoder(
                 entry["name"],
@@ -142,13 +148,13 @@ def decode_event(topics: Sequence[str | bytes], data: bytes | str) -> tuple[str,
     """(name, arguments) of one of our contracts' events from a log's topics and data, or None."""
     if not topics:
         return None
-    coder = _event_coders().get(_hex_bytes(topics[0]))
+    coder = _event_coders().get(hex_bytes(topics[0]))
     if coder is None:
         return None
     values: dict[str, Any] = {}
     for (name, kind), topic in zip(coder.indexed, topics[1:]):
-        values[name] = abi_decode([kind], _hex_bytes(topic))[0]
-    decoded = abi_decode([kind for _, kind in coder.data], _hex_bytes(data))
+        values[name] = abi_decode([kind], hex_bytes(topic))[0]
+    decoded = abi_decode([kind for _, kind in coder.data], hex_bytes(data))
     values.update({name: value for (name, _), value in zip(coder.data, decoded)})
     return coder.name, {name: values[name] for name in coder.order}
 
@@ -157,6 +163,5 @@ def event_topic(contract: str, name: str) -> str:
     """Hex topic 0 of event ``name`` of ``contract`` (for eth_getLogs filters)."""
     for entry in abi(contract):
         if entry.get("type") == "event" and entry["name"] == name:
-            types = ",".join(collapse_if_tuple(arg) for arg in entry["inputs"])
-            return "0x" + keccak(text=f"{name}({types})").hex()
+            return "0x" + _signature_hash(entry).hex()
     raise NotFoundError(f"{contract} has no event {name}")

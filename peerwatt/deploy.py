@@ -11,7 +11,7 @@ from collections.abc import Callable
 from web3 import Web3
 
 from peerwatt import artifacts
-from peerwatt.chain import dev_engine, latest_timestamp, request
+from peerwatt.chain import chain_id, dev_engine, latest_timestamp, request
 from peerwatt.config import CommunityConfig
 from peerwatt.deployment import Deployment
 from peerwatt.errors import InputError, PeerwattError
@@ -83,7 +83,7 @@ def deploy_community(w3: Web3, config: CommunityConfig, members: int, progress: 
 
     block = request(w3, "eth_getBlockByNumber", [hex(market_receipt.block_number), False])
     return Deployment(
-        chain_id=int(request(w3, "eth_chainId", []), 16),
+        chain_id=chain_id(w3),
         token=w3.to_checksum_address(token),
         market=w3.to_checksum_address(market),
         deployer=w3.to_checksum_address(deployer),
@@ -113,10 +113,7 @@ def fund_members(
         [(member, market, deposit.encode(config.member_deposit_base_units)) for member in members],
     ]
     for transactions in rounds:
-        hashes = [sender.send(frm, to, data) for frm, to, data in transactions]
-        for receipt in sender.receipts(hashes):
-            if not receipt.status:
-                raise sender.failure_reason(receipt)
+        sender.all_mined([sender.send(frm, to, data) for frm, to, data in transactions])
 
 
 def _created(address: str | None) -> str:

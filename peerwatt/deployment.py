@@ -92,9 +92,11 @@ class Deployment:
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"deployment file {path} is not valid: {type(exc).__name__}: {exc}") from None
 
-    def check_on_chain(self, w3: Web3, path: Path) -> None:
-        """Raises NotFoundError unless this deployment exists on the chain ``w3`` talks to."""
-        actual_chain_id = chain_id(w3)
+    def check_on_chain(self, w3: Web3, path: Path, actual_chain_id: int | None = None) -> None:
+        """Raises NotFoundError unless this deployment exists on the chain ``w3`` talks to
+        (whose chain id the caller may already know)."""
+        if actual_chain_id is None:
+            actual_chain_id = chain_id(w3)
         if actual_chain_id != self.chain_id:
             raise NotFoundError(
                 f"deployment file {path} is for chain id {self.chain_id}, but the RPC serves chain id {actual_chain_id}"
@@ -121,7 +123,8 @@ def deployment_path(explicit: str | os.PathLike[str] | None, chain: int) -> Path
 
 def load_checked(w3: Web3, explicit: str | os.PathLike[str] | None) -> tuple[Deployment, Path]:
     """The deployment for the chain ``w3`` talks to, verified to be on it."""
-    path = deployment_path(explicit, chain_id(w3))
+    current_chain_id = chain_id(w3)
+    path = deployment_path(explicit, current_chain_id)
     deployment = Deployment.load(path)
-    deployment.check_on_chain(w3, path)
+    deployment.check_on_chain(w3, path, current_chain_id)
     return deployment, path

@@ -333,17 +333,19 @@ class Market:
     def cancel_orders_data(self, order_ids: Iterable[int]) -> str:
         return artifacts.function(MARKET, "cancelOrders").encode([check_uint("order id", i, 40) for i in order_ids])
 
+    def _worst_case_order_gas(self) -> int:
+        """Gas one order may take whatever the book holds: every fill and self-trade cancellation
+        the fill cap allows."""
+        return ORDER_BASE_GAS + self.market_params().fill_cap * (FILL_GAS + SELF_CANCEL_GAS)
+
     def place_gas(self, orders: int) -> int:
         """Gas limit that covers ``orders`` orders in one transaction whatever the book holds."""
-        fill_cap = self.market_params().fill_cap
-        per_order = ORDER_BASE_GAS + fill_cap * (FILL_GAS + SELF_CANCEL_GAS)
-        return min(TX_BASE_GAS + orders * per_order, self.sender.block_gas_limit())
+        return min(TX_BASE_GAS + orders * self._worst_case_order_gas(), self.sender.block_gas_limit())
 
     def max_orders_per_transaction(self) -> int:
         """Most orders one batch may carry with a gas limit that covers the worst case."""
-        fill_cap = self.market_params().fill_cap
-        per_order = ORDER_BASE_GAS + fill_cap * (FILL_GAS + SELF_CANCEL_GAS)
-        return max(1, int((self.sender.block_gas_limit() * BLOCK_GAS_SHARE - TX_BASE_GAS) // per_order))
+        usable = self.sender.block_gas_limit() * BLOCK_GAS_SHARE - TX_BASE_GAS
+        return max(1, int(usable // self._worst_case_order_gas()))
 
     def cancel_gas(self, orders: int) -> int:
         return min(TX_BASE_GAS + orders * CANCEL_GAS, self.sender.block_gas_limit())
@@ -440,9 +442,7 @@ class Market:
             for batch in batches
         ]
         expired: list[Cancellation] = []
-        for receipt in self.sender.receipts(hashes):
-            if not receipt.status:
-                raise self.sender.failure_reason(receipt)
+        for receipt in self.sender.all_mined(hashes):
             expired.extend(TxEvents.of(receipt, self.address).cancellations)
         return expired
 

@@ -44,7 +44,7 @@ def revert_data(rpc_error: dict[str, Any] | str) -> str | None:
 
 def revert_error(data: str | bytes) -> ContractRevertError:
     """The decoded reason of a revert: one of our custom errors, Error(string) or Panic."""
-    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+    raw = artifacts.hex_bytes(data)
     custom = artifacts.decode_custom_error(raw) if len(raw) >= 4 else None
     if custom is not None:
         name, args = custom
@@ -237,6 +237,14 @@ class TxSender:
         if not receipt.status:
             raise self.failure_reason(receipt)
         return receipt
+
+    def all_mined(self, tx_hashes: list[str]) -> list[Receipt]:
+        """Waits for many transactions and raises the decoded revert of the first that failed."""
+        receipts = self.receipts(tx_hashes)
+        for receipt in receipts:
+            if not receipt.status:
+                raise self.failure_reason(receipt)
+        return receipts
 
     def failure_reason(self, receipt: Receipt) -> ContractRevertError:
         """Why a mined transaction reverted: the transaction is replayed as a call on the state
