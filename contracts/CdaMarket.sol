@@ -7,14 +7,26 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ICdaMarket} from "./interfaces/ICdaMarket.sol";
 import {CommunityRegistry} from "./CommunityRegistry.sol";
 import {EnergyMath} from "./libraries/EnergyMath.sol";
+import {OrderIds} from "./libraries/OrderIds.sol";
 import {PriceBitmap} from "./libraries/PriceBitmap.sol";
 
 /// @title Peerwatt community market: registry, deposits and one CDA order book per slot
 /// @notice See {ICdaMarket} for the trading rules and {ICommunityRegistry} for the registry.
-/// @dev Storage per book (slot, side): a bitmap of occupied prices, a FIFO queue per price
-/// (head and tail order ids) and a doubly linked list through the orders. Every order lives in
-/// one storage word. No operation scans the book: placing, filling and cancelling touch a
-/// constant number of words, and a transaction fills at most `fillCap` orders per incoming one.
+/// @dev Storage per book (slot, side): a bitmap of occupied prices and, per price, a level word
+/// (head and tail of its FIFO queue, live orders), deleted when the level empties. An order's
+/// id is its place in its level's queue ({OrderIds}), so the queue needs no links: resting an
+/// order writes the order word and its level word, and cancelling one leaves a gap that
+/// matching steps over (counted against the fill cap, so no loop runs unbounded). No operation
+/// scans the book.
+///
+/// The best prices per slot are kept in one word. A cancellation that empties the best level
+/// clears its price from the bitmap but leaves the best price as it is; whoever reads it next
+/// finds that level empty and takes the next price from the bitmap (one search, see
+/// {_resolveBest}).
+///
+/// Matching decides the incoming order's id only once it knows whether the order rests, so the
+/// events of its fills and self-trade cancellations are buffered in memory and emitted after
+/// {OrderPlaced}.
 ///
 /// Solvency: the token balance of this contract equals the sum of member balances, the escrow
 /// of resting buy orders (`remainingWh * price / 1000 + escrowDust`) and the trade payments held
@@ -31,47 +43,61 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// @notice The settlement token members deposit.
     IERC20 public immutable token;
 
-    /// @dev One storage word (248 bits).
+    /// @dev One storage word; slot, side and price are in the order's id.
     struct Order {
-        uint32 memberId;
+        address owner;
         uint48 remainingWh;
-        uint40 prev; // older order at the same price (stale while this order is the head)
-        uint40 next; // newer order at the same price
-        uint32 pricePerKwh;
-        uint32 slot;
-        bool isBuy;
         // Escrow rounding left over by partial fills of a resting buy order: each fill releases
         // floor(before) - floor(after) - payment, which is 0 or 1 base unit, paid back when the
         // order leaves the book instead of touching the owner's balance on every fill.
         uint24 escrowDust;
     }
 
-    /// @dev FIFO queue of the orders resting at one price.
+    /// @dev FIFO queue of one price level: places head..tail, of which `live` hold orders (the
+    /// rest are gaps left by cancellations). All zero while the level is empty.
     struct Level {
-        uint40 head;
-        uint40 tail;
+        uint64 head;
+        uint64 tail;
+        uint32 live;
     }
 
+    /// @dev Best prices of a slot (0: that side is empty; a price whose level is empty: see the
+    /// contract's notes) and the slot's id nonce ({OrderIds}).
     struct BookTop {
         uint32 bestBid;
         uint32 bestAsk;
+        uint32 nonce;
     }
 
     /// @dev The caller of an order entry point, kept in memory while its orders are processed;
-    /// its balance and the order id counter are written back once per transaction.
+    /// its balance is written back once per transaction.
     struct Taker {
         address account;
-        uint32 memberId;
         uint256 balance;
-        uint40 lastOrderId;
-        uint16 fillCap;
+        MarketState params;
+        // matching steps of the current order, two words each (see {_recordStep})
+        uint256[] steps;
+        uint256 stepCount;
     }
 
-    mapping(uint40 orderId => Order) private _orders;
-    mapping(uint256 bookKey => mapping(uint32 pricePerKwh => Level)) private _levels;
+    /// @dev An incoming order while it is matched.
+    struct Incoming {
+        uint32 slot;
+        bool isBuy;
+        uint32 limit;
+        uint64 remainingWh;
+        uint64 tradedWh;
+        uint256 tradedValue;
+        bool capped; // matching stopped at the fill cap while the book still crossed
+    }
+
+    uint256 private constant STEP_FILL = 1 << 255;
+
+    mapping(uint256 orderId => Order) private _orders;
+    mapping(uint256 levelKey => Level) private _levels;
     mapping(uint256 bookKey => PriceBitmap.Bitmap) private _prices;
     mapping(uint32 slot => BookTop) private _tops;
-    mapping(uint32 slot => mapping(uint32 memberId => Position)) private _positions;
+    mapping(uint32 slot => mapping(address member => Position)) private _positions;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE
     /// @param settlementToken ERC-20 with 6 decimals
@@ -123,16 +149,16 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     // ------------------------------------------------------------------ orders
 
     /// @inheritdoc ICdaMarket
-    function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint40 orderId) {
+    function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint256 orderId) {
         Taker memory taker = _loadTaker();
         orderId = _place(taker, slot, isBuy, pricePerKwh, qtyWh);
         _storeTaker(taker);
     }
 
     /// @inheritdoc ICdaMarket
-    function placeOrders(OrderRequest[] calldata orders) external returns (uint40[] memory orderIds) {
+    function placeOrders(OrderRequest[] calldata orders) external returns (uint256[] memory orderIds) {
         Taker memory taker = _loadTaker();
-        orderIds = new uint40[](orders.length);
+        orderIds = new uint256[](orders.length);
         for (uint256 i = 0; i < orders.length; ++i) {
             OrderRequest calldata order = orders[i];
             orderIds[i] = _place(taker, order.slot, order.isBuy, order.pricePerKwh, order.qtyWh);
@@ -141,12 +167,12 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     }
 
     /// @inheritdoc ICdaMarket
-    function cancelOrder(uint40 orderId) external {
+    function cancelOrder(uint256 orderId) external {
         _cancel(orderId);
     }
 
     /// @inheritdoc ICdaMarket
-    function cancelOrders(uint40[] calldata orderIds) external {
+    function cancelOrders(uint256[] calldata orderIds) external {
         for (uint256 i = 0; i < orderIds.length; ++i) {
             _cancel(orderIds[i]);
         }
@@ -155,37 +181,31 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// @inheritdoc ICdaMarket
     /// @dev Orders already gone (filled, cancelled or expired) are skipped, so that keepers
     /// racing each other do not revert; an order whose gate has not closed reverts the call.
-    function expireOrders(uint40[] calldata orderIds) external {
+    function expireOrders(uint256[] calldata orderIds) external {
         for (uint256 i = 0; i < orderIds.length; ++i) {
-            uint40 orderId = orderIds[i];
+            uint256 orderId = orderIds[i];
             Order memory order = _orders[orderId];
-            if (order.memberId == 0) continue;
-            uint64 closure = gateClosure(order.slot);
+            if (order.owner == address(0)) continue;
+            uint64 closure = gateClosure(OrderIds.slotOf(orderId));
             if (block.timestamp < closure) revert MarketOrderNotExpired(orderId, closure, uint64(block.timestamp));
-            address owner = memberAddress(order.memberId);
-            uint256 released = _removeOrder(orderId, order, owner, CancelReason.Expired);
-            if (released != 0) _accounts[owner].balance += uint128(released);
+            uint256 released = _removeOrder(orderId, order, CancelReason.Expired);
+            if (released != 0) _accounts[order.owner].balance += uint128(released);
         }
     }
 
     // ------------------------------------------------------------------- views
 
     /// @inheritdoc ICdaMarket
-    function getOrder(uint40 orderId) public view returns (OrderView memory) {
+    function getOrder(uint256 orderId) public view returns (OrderView memory) {
         Order memory order = _orders[orderId];
-        if (order.memberId == 0) revert MarketOrderNotFound(orderId);
+        if (order.owner == address(0)) revert MarketOrderNotFound(orderId);
         return _view(orderId, order);
-    }
-
-    /// @inheritdoc ICdaMarket
-    function lastOrderId() external view returns (uint40) {
-        return _market.lastOrderId;
     }
 
     /// @inheritdoc ICdaMarket
     function bestPrices(uint32 slot) external view returns (uint32 bestBid, uint32 bestAsk) {
         BookTop memory top = _tops[slot];
-        return (top.bestBid, top.bestAsk);
+        return (_resolveBest(slot, true, top.bestBid), _resolveBest(slot, false, top.bestAsk));
     }
 
     /// @inheritdoc ICdaMarket
@@ -193,14 +213,15 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         orders = new OrderView[](maxOrders);
         uint256 bookKey = _bookKey(slot, isBuy);
         BookTop memory top = _tops[slot];
-        uint32 price = isBuy ? top.bestBid : top.bestAsk;
+        uint32 price = _resolveBest(slot, isBuy, isBuy ? top.bestBid : top.bestAsk);
         uint256 count = 0;
         while (price != 0 && count < maxOrders) {
-            uint40 orderId = _levels[bookKey][price].head;
-            while (orderId != 0 && count < maxOrders) {
+            uint256 levelKey = OrderIds.levelKey(slot, isBuy, price);
+            Level memory level = _levels[levelKey];
+            for (uint64 seq = level.head; seq <= level.tail && count < maxOrders; ++seq) {
+                uint256 orderId = OrderIds.atLevel(levelKey, seq);
                 Order memory order = _orders[orderId];
-                orders[count++] = _view(orderId, order);
-                orderId = order.next;
+                if (order.owner != address(0)) orders[count++] = _view(orderId, order);
             }
             price = isBuy ? _prices[bookKey].highestAtOrBelow(price - 1) : _prices[bookKey].lowestAtOrAbove(uint256(price) + 1);
         }
@@ -211,7 +232,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
 
     /// @inheritdoc ICdaMarket
     function positionOf(uint32 slot, address member) external view returns (Position memory) {
-        return _positions[slot][_accounts[member].memberId];
+        return _positions[slot][member];
     }
 
     // ---------------------------------------------------------------- internal
@@ -219,62 +240,53 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     function _loadTaker() private view returns (Taker memory taker) {
         Account memory acc = _accounts[msg.sender];
         if (!acc.active) revert MarketNotMember(msg.sender);
-        MarketState memory state = _market;
-        taker = Taker(msg.sender, acc.memberId, acc.balance, state.lastOrderId, state.fillCap);
+        taker.account = msg.sender;
+        taker.balance = acc.balance;
+        taker.params = _market;
     }
 
     function _storeTaker(Taker memory taker) private {
         // self-trade releases may lift the in-memory balance above uint128: revert, never truncate
         _accounts[taker.account].balance = SafeCast.toUint128(taker.balance);
-        _market.lastOrderId = taker.lastOrderId;
-    }
-
-    /// @dev An incoming order while it is matched.
-    struct Incoming {
-        uint40 orderId;
-        uint32 slot;
-        bool isBuy;
-        uint32 limit;
-        uint64 remainingWh;
-        uint64 tradedWh;
-        uint256 tradedValue;
-        bool capped; // matching stopped at the fill cap while the book still crossed
     }
 
     /// @dev Validates, matches and (if anything is left and the book no longer crosses) rests one
-    /// incoming order. Balance changes of the taker go to `taker.balance`.
+    /// incoming order, then emits its events. Balance changes of the taker go to `taker.balance`.
     function _place(Taker memory taker, uint32 slot, bool isBuy, uint32 price, uint64 qtyWh)
         private
-        returns (uint40 orderId)
+        returns (uint256 orderId)
     {
         _validate(taker, slot, isBuy, price, qtyWh);
-        orderId = ++taker.lastOrderId;
-        emit OrderPlaced(slot, orderId, taker.account, isBuy, price, qtyWh);
-
-        Incoming memory order = Incoming(orderId, slot, isBuy, price, qtyWh, 0, 0, false);
+        Incoming memory order = Incoming(slot, isBuy, price, qtyWh, 0, 0, false);
         BookTop memory top = _tops[slot];
+        taker.stepCount = 0;
         _match(taker, order, top);
-        if (order.remainingWh != 0) {
-            if (order.capped) {
-                uint256 refunded = isBuy ? EnergyMath.value(order.remainingWh, price) : 0;
-                emit OrderCancelled(slot, orderId, taker.account, order.remainingWh, refunded, CancelReason.FillCap);
-            } else {
-                _rest(order, taker.memberId, top);
-                if (isBuy) taker.balance -= EnergyMath.value(order.remainingWh, price);
-            }
+        bool rests = order.remainingWh != 0 && !order.capped;
+        if (rests) {
+            orderId = _rest(order, taker.account, top);
+            if (isBuy) taker.balance -= EnergyMath.value(order.remainingWh, price);
+        } else {
+            orderId = OrderIds.transient(slot, isBuy, ++top.nonce);
         }
         _tops[slot] = top;
         if (order.tradedWh != 0) _addTakerPosition(taker, order);
+
+        emit OrderPlaced(slot, orderId, taker.account, isBuy, price, qtyWh);
+        _emitSteps(taker, order, orderId);
+        if (order.capped) {
+            uint256 refunded = isBuy ? EnergyMath.value(order.remainingWh, price) : 0;
+            emit OrderCancelled(slot, orderId, taker.account, order.remainingWh, refunded, CancelReason.FillCap);
+        }
     }
 
     function _validate(Taker memory taker, uint32 slot, bool isBuy, uint32 price, uint64 qtyWh) private view {
-        MarketState memory state = _market;
-        if (price < state.minPricePerKwh || price > state.maxPricePerKwh) {
-            revert MarketPriceOutOfBand(price, state.minPricePerKwh, state.maxPricePerKwh);
+        MarketState memory params = taker.params;
+        if (price < params.minPricePerKwh || price > params.maxPricePerKwh) {
+            revert MarketPriceOutOfBand(price, params.minPricePerKwh, params.maxPricePerKwh);
         }
-        if (qtyWh < state.minQtyWh) revert MarketQuantityTooSmall(qtyWh, state.minQtyWh);
+        if (qtyWh < params.minQtyWh) revert MarketQuantityTooSmall(qtyWh, params.minQtyWh);
         if (qtyWh > MAX_QTY_WH) revert MarketQuantityTooLarge(qtyWh, MAX_QTY_WH);
-        uint64 closure = _gateClosure(slot, state.gateSeconds);
+        uint64 closure = _gateClosure(slot, params.gateSeconds);
         if (block.timestamp >= closure) revert MarketGateClosed(slot, closure, uint64(block.timestamp));
         if (isBuy) {
             uint256 escrow = EnergyMath.value(qtyWh, price);
@@ -284,7 +296,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
 
     /// @dev Books the taker's side of its fills: one position update per incoming order.
     function _addTakerPosition(Taker memory taker, Incoming memory order) private {
-        Position storage position = _positions[order.slot][taker.memberId];
+        Position storage position = _positions[order.slot][taker.account];
         // the fills of one order are worth at most qty * max price / 1000 < 2^64 (MAX_QTY_WH), so
         // the casts are exact; the sums revert on overflow (checked arithmetic)
         if (order.isBuy) {
@@ -299,73 +311,91 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
 
     /// @dev Matches an incoming order against the other side of the book, best price first and
     /// FIFO within a price, at the resting order's price. Updates `order` and `top` in memory.
+    /// Each step (a fill, a self-trade cancellation or a gap stepped over) is bounded by the
+    /// fill cap: at most `fillCap` fills and `fillCap` other steps.
     function _match(Taker memory taker, Incoming memory order, BookTop memory top) private {
         bool isBuy = order.isBuy;
         uint256 bookKey = _bookKey(order.slot, !isBuy);
         uint32 best = isBuy ? top.bestAsk : top.bestBid;
+        // the stored best is at least as good as the true one: resolve it only if it crosses
+        if (best != 0 && (isBuy ? best <= order.limit : best >= order.limit)) {
+            best = _resolveBest(order.slot, !isBuy, best);
+        }
+        uint256 cap = taker.params.fillCap;
         uint256 fills = 0;
-        uint256 selfCancels = 0;
+        uint256 skips = 0;
         while (order.remainingWh != 0 && best != 0 && (isBuy ? best <= order.limit : best >= order.limit)) {
-            if (fills == taker.fillCap || selfCancels == taker.fillCap) {
-                order.capped = true;
-                break;
+            uint256 levelKey = OrderIds.levelKey(order.slot, !isBuy, best);
+            Level memory level = _levels[levelKey];
+            while (order.remainingWh != 0 && level.live != 0) {
+                if (fills == cap || skips == cap) {
+                    order.capped = true;
+                    break;
+                }
+                uint256 makerId = OrderIds.atLevel(levelKey, level.head);
+                Order memory maker = _orders[makerId];
+                if (maker.owner == address(0)) {
+                    ++level.head; // a gap left by a cancellation
+                    ++skips;
+                } else if (maker.owner == taker.account) {
+                    // self-trade prevention: the resting order goes, its escrow back to the taker
+                    delete _orders[makerId];
+                    ++level.head;
+                    --level.live;
+                    taker.balance += _escrowOf(makerId, maker);
+                    _recordStep(taker, makerId, 0, maker.remainingWh, maker.escrowDust, maker.owner);
+                    ++skips;
+                } else {
+                    uint64 fillWh = maker.remainingWh < order.remainingWh ? maker.remainingWh : order.remainingWh;
+                    uint256 value = _fillMaker(makerId, maker, best, fillWh);
+                    if (fillWh == maker.remainingWh) {
+                        ++level.head;
+                        --level.live;
+                    }
+                    _recordStep(taker, makerId, STEP_FILL, fillWh, maker.remainingWh - fillWh, maker.owner);
+                    unchecked {
+                        order.remainingWh -= fillWh; // fillWh <= remainingWh
+                        order.tradedWh += fillWh; // the fills add up to at most the order's quantity
+                        order.tradedValue += value;
+                    }
+                    ++fills;
+                }
             }
-            Level storage level = _levels[bookKey][best];
-            if (_matchHead(taker, order, level)) ++fills;
-            else ++selfCancels;
-            if (level.head == 0) {
-                // the level is empty: drop it and find the next best price
-                _prices[bookKey].clear(best);
-                best = isBuy ? _prices[bookKey].lowestAtOrAbove(best) : _prices[bookKey].highestAtOrBelow(best);
+            if (level.live != 0) {
+                _levels[levelKey] = level;
+                break; // filled (or capped) inside this level
             }
+            // the level is empty: drop it (with any gaps left) and find the next best price
+            delete _levels[levelKey];
+            _prices[bookKey].clear(best);
+            best = isBuy ? _prices[bookKey].lowestAtOrAbove(best) : _prices[bookKey].highestAtOrBelow(best);
         }
         if (isBuy) top.bestAsk = best;
         else top.bestBid = best;
     }
 
-    /// @dev Matches the incoming order with the head of `level`: fills it, or cancels it when it
-    /// belongs to the taker (self-trade prevention). Returns true for a fill.
-    function _matchHead(Taker memory taker, Incoming memory order, Level storage level) private returns (bool filled) {
-        uint40 makerId = level.head;
-        Order memory maker = _orders[makerId];
-        if (maker.memberId == taker.memberId) {
-            taker.balance += _releaseHead(level, makerId, maker, taker.account, CancelReason.SelfTrade);
-            return false;
-        }
-        uint64 fillWh = maker.remainingWh < order.remainingWh ? maker.remainingWh : order.remainingWh;
-        uint256 value = _fillMaker(level, makerId, maker, fillWh, order.orderId);
-        unchecked {
-            order.remainingWh -= fillWh; // fillWh <= remainingWh
-            order.tradedWh += fillWh; // the fills add up to at most the order's quantity
-            order.tradedValue += value;
-        }
-        return true;
-    }
-
     /// @dev The single path by which a resting order is filled: updates the maker's order,
-    /// position and (for escrow dust) balance, and emits {TradeExecuted}. Returns the trade value.
-    function _fillMaker(Level storage level, uint40 makerId, Order memory maker, uint64 fillWh, uint40 takerId)
+    /// position and (for escrow dust) balance. Returns the trade value.
+    function _fillMaker(uint256 makerId, Order memory maker, uint32 price, uint64 fillWh)
         private
         returns (uint256 value)
     {
-        value = EnergyMath.value(fillWh, maker.pricePerKwh);
+        value = EnergyMath.value(fillWh, price);
         uint48 makerLeft = maker.remainingWh - uint48(fillWh);
 
-        Position storage position = _positions[maker.slot][maker.memberId];
+        Position storage position = _positions[OrderIds.slotOf(makerId)][maker.owner];
         uint256 dust = maker.escrowDust;
-        if (maker.isBuy) {
+        if (OrderIds.isBuy(makerId)) {
             position.boughtWh += fillWh;
             position.paid += uint64(value); // exact: value < 2^64 (MAX_QTY_WH)
             // floor(a + b) - floor(a) - floor(b) is 0 or 1
-            dust += EnergyMath.value(maker.remainingWh, maker.pricePerKwh)
-                - EnergyMath.value(makerLeft, maker.pricePerKwh) - value;
+            dust += EnergyMath.value(maker.remainingWh, price) - EnergyMath.value(makerLeft, price) - value;
         } else {
             position.soldWh += fillWh;
             position.received += uint64(value);
         }
 
         if (makerLeft == 0) {
-            _unlinkHead(level, maker.next);
             delete _orders[makerId];
         } else {
             Order storage stored = _orders[makerId];
@@ -377,117 +407,125 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
                 stored.escrowDust = 0; // pay the dust out now rather than overflow the field
             }
         }
-        address makerAccount = memberAddress(maker.memberId);
-        if (dust != 0) _accounts[makerAccount].balance += uint128(dust);
+        if (dust != 0) _accounts[maker.owner].balance += uint128(dust);
+    }
 
-        // every order entry point trades for msg.sender, so the taker is the caller
-        if (maker.isBuy) {
-            emit TradeExecuted(
-                maker.slot, makerAccount, msg.sender, makerId, takerId, maker.pricePerKwh, fillWh, true, makerLeft
-            );
-        } else {
-            emit TradeExecuted(
-                maker.slot, msg.sender, makerAccount, takerId, makerId, maker.pricePerKwh, fillWh, false, makerLeft
-            );
+    /// @dev Buffers a matching step's event: word 0 the maker order's id, word 1 `kind` (fill or
+    /// self-trade cancellation), two 48-bit figures and the maker's address. For a fill the
+    /// figures are the Wh filled and the Wh the maker has left; for a cancellation, the Wh that
+    /// left the book and the order's escrow dust.
+    function _recordStep(Taker memory taker, uint256 makerId, uint256 kind, uint256 a, uint256 b, address maker)
+        private
+        pure
+    {
+        uint256[] memory steps = taker.steps;
+        if (steps.length == 0) {
+            // first step of the transaction: room for every step an order may take
+            steps = taker.steps = new uint256[](4 * uint256(taker.params.fillCap));
+        }
+        uint256 i = 2 * taker.stepCount++;
+        steps[i] = makerId;
+        steps[i + 1] = kind | (a << 208) | (b << 160) | uint160(maker);
+    }
+
+    /// @dev Emits the buffered matching steps of the incoming order `takerId`, in matching order.
+    function _emitSteps(Taker memory taker, Incoming memory order, uint256 takerId) private {
+        uint256[] memory steps = taker.steps;
+        for (uint256 i = 0; i < 2 * taker.stepCount; i += 2) {
+            uint256 makerId = steps[i];
+            uint256 packed = steps[i + 1];
+            address maker = address(uint160(packed));
+            uint64 a = uint64((packed >> 208) & type(uint48).max);
+            uint64 b = uint64((packed >> 160) & type(uint48).max);
+            uint32 price = OrderIds.priceOf(makerId);
+            if (packed & STEP_FILL == 0) {
+                uint256 released = order.isBuy ? 0 : EnergyMath.value(a, price) + b;
+                emit OrderCancelled(order.slot, makerId, maker, a, released, CancelReason.SelfTrade);
+            } else if (order.isBuy) {
+                emit TradeExecuted(order.slot, taker.account, maker, takerId, makerId, price, a, false, b);
+            } else {
+                emit TradeExecuted(order.slot, maker, taker.account, makerId, takerId, price, a, true, b);
+            }
         }
     }
 
-    /// @dev Removes the head order of `level` and returns its escrow.
-    function _releaseHead(Level storage level, uint40 orderId, Order memory order, address owner, CancelReason reason)
-        private
-        returns (uint256 released)
-    {
-        _unlinkHead(level, order.next);
-        delete _orders[orderId];
-        released = _escrowOf(order);
-        emit OrderCancelled(order.slot, orderId, owner, order.remainingWh, released, reason);
-    }
-
-    function _unlinkHead(Level storage level, uint40 next) private {
-        level.head = next;
-        if (next == 0) level.tail = 0;
-    }
-
-    /// @dev Appends the rest of an incoming order at the tail of its price level.
-    function _rest(Incoming memory order, uint32 memberId, BookTop memory top) private {
+    /// @dev Appends the rest of an incoming order at the tail of its price level; returns its id.
+    function _rest(Incoming memory order, address owner, BookTop memory top) private returns (uint256 orderId) {
         uint32 price = order.limit;
-        uint256 bookKey = _bookKey(order.slot, order.isBuy);
-        Level storage level = _levels[bookKey][price];
-        uint40 tail = level.tail;
-        _orders[order.orderId] =
-            Order(memberId, uint48(order.remainingWh), tail, 0, price, order.slot, order.isBuy, 0);
-        if (tail == 0) {
-            level.head = order.orderId;
-            _prices[bookKey].set(price);
+        uint256 levelKey = OrderIds.levelKey(order.slot, order.isBuy, price);
+        Level memory level = _levels[levelKey];
+        if (level.live == 0) {
+            level.head = level.tail = OrderIds.firstSeq(++top.nonce);
+            _prices[_bookKey(order.slot, order.isBuy)].set(price);
             if (order.isBuy) {
                 if (price > top.bestBid) top.bestBid = price;
             } else if (top.bestAsk == 0 || price < top.bestAsk) {
                 top.bestAsk = price;
             }
-        } else {
-            _orders[tail].next = order.orderId;
         }
-        level.tail = order.orderId;
+        else ++level.tail;
+        ++level.live;
+        _levels[levelKey] = level;
+        orderId = OrderIds.atLevel(levelKey, level.tail);
+        _orders[orderId] = Order(owner, uint48(order.remainingWh), 0);
     }
 
-    function _cancel(uint40 orderId) private {
+    function _cancel(uint256 orderId) private {
         Order memory order = _orders[orderId];
-        if (order.memberId == 0) revert MarketOrderNotFound(orderId);
-        Account storage acc = _accounts[msg.sender];
-        if (acc.memberId != order.memberId) {
-            revert MarketNotOrderOwner(orderId, msg.sender, memberAddress(order.memberId));
-        }
-        uint64 closure = gateClosure(order.slot);
-        if (block.timestamp >= closure) revert MarketGateClosed(order.slot, closure, uint64(block.timestamp));
-        uint256 released = _removeOrder(orderId, order, msg.sender, CancelReason.ByMember);
-        if (released != 0) acc.balance += uint128(released);
+        if (order.owner == address(0)) revert MarketOrderNotFound(orderId);
+        if (order.owner != msg.sender) revert MarketNotOrderOwner(orderId, msg.sender, order.owner);
+        uint32 slot = OrderIds.slotOf(orderId);
+        uint64 closure = gateClosure(slot);
+        if (block.timestamp >= closure) revert MarketGateClosed(slot, closure, uint64(block.timestamp));
+        uint256 released = _removeOrder(orderId, order, CancelReason.ByMember);
+        if (released != 0) _accounts[msg.sender].balance += uint128(released);
     }
 
-    /// @dev Removes a resting order from anywhere in its level; returns its escrow (the caller
-    /// credits it to the owner).
-    function _removeOrder(uint40 orderId, Order memory order, address owner, CancelReason reason)
-        private
-        returns (uint256 released)
-    {
-        uint256 bookKey = _bookKey(order.slot, order.isBuy);
-        Level storage level = _levels[bookKey][order.pricePerKwh];
-        Level memory queue = level;
-        if (queue.head == orderId) queue.head = order.next;
-        else _orders[order.prev].next = order.next;
-        if (queue.tail == orderId) queue.tail = order.prev;
-        else _orders[order.next].prev = order.prev;
-        if (queue.head == 0) {
-            delete _levels[bookKey][order.pricePerKwh];
-            PriceBitmap.Bitmap storage prices = _prices[bookKey];
-            prices.clear(order.pricePerKwh);
-            BookTop storage top = _tops[order.slot];
-            if (order.isBuy) {
-                if (top.bestBid == order.pricePerKwh) top.bestBid = prices.highestAtOrBelow(order.pricePerKwh);
-            } else if (top.bestAsk == order.pricePerKwh) {
-                top.bestAsk = prices.lowestAtOrAbove(order.pricePerKwh);
-            }
+    /// @dev Removes a resting order from anywhere in its level, leaving a gap unless it was the
+    /// head; returns its escrow (the caller credits it to the owner).
+    function _removeOrder(uint256 orderId, Order memory order, CancelReason reason) private returns (uint256 released) {
+        uint32 slot = OrderIds.slotOf(orderId);
+        bool isBuy = OrderIds.isBuy(orderId);
+        uint32 price = OrderIds.priceOf(orderId);
+        uint256 levelKey = OrderIds.levelOf(orderId);
+        Level memory level = _levels[levelKey];
+        if (level.live == 1) {
+            // the level empties; the slot's best price may now name it (see the contract's notes)
+            delete _levels[levelKey];
+            _prices[_bookKey(slot, isBuy)].clear(price);
         } else {
-            level.head = queue.head;
-            level.tail = queue.tail;
+            --level.live;
+            if (OrderIds.seqOf(orderId) == level.head) ++level.head;
+            _levels[levelKey] = level;
         }
         delete _orders[orderId];
-        released = _escrowOf(order);
-        emit OrderCancelled(order.slot, orderId, owner, order.remainingWh, released, reason);
+        released = _escrowOf(orderId, order);
+        emit OrderCancelled(slot, orderId, order.owner, order.remainingWh, released, reason);
     }
 
-    function _escrowOf(Order memory order) private pure returns (uint256) {
-        return order.isBuy ? EnergyMath.value(order.remainingWh, order.pricePerKwh) + order.escrowDust : 0;
+    /// @dev The best price of one side of `slot`, given the stored `best`: if the level at `best`
+    /// has emptied by a cancellation, the next price in the bitmap (whose levels are never empty).
+    function _resolveBest(uint32 slot, bool isBuy, uint32 best) private view returns (uint32) {
+        if (best == 0 || _levels[OrderIds.levelKey(slot, isBuy, best)].live != 0) return best;
+        PriceBitmap.Bitmap storage prices = _prices[_bookKey(slot, isBuy)];
+        return isBuy ? prices.highestAtOrBelow(best) : prices.lowestAtOrAbove(best);
     }
 
-    function _view(uint40 orderId, Order memory order) private view returns (OrderView memory) {
+    function _escrowOf(uint256 orderId, Order memory order) private pure returns (uint256) {
+        return OrderIds.isBuy(orderId)
+            ? EnergyMath.value(order.remainingWh, OrderIds.priceOf(orderId)) + order.escrowDust
+            : 0;
+    }
+
+    function _view(uint256 orderId, Order memory order) private pure returns (OrderView memory) {
         return OrderView(
             orderId,
-            memberAddress(order.memberId),
-            order.slot,
-            order.isBuy,
-            order.pricePerKwh,
+            order.owner,
+            OrderIds.slotOf(orderId),
+            OrderIds.isBuy(orderId),
+            OrderIds.priceOf(orderId),
             order.remainingWh,
-            _escrowOf(order)
+            _escrowOf(orderId, order)
         );
     }
 

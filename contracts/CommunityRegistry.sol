@@ -26,15 +26,17 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
     uint64 internal immutable _epoch;
     uint32 internal immutable _slotSeconds;
 
-    /// @dev The market parameters and the order id counter share one word: placing an order
-    /// reads the parameters and bumps the counter, so one cold read serves both.
+    /// @notice Largest fill cap: matching buffers its events in memory (two words per fill or
+    /// self-trade cancellation), so the cap bounds that buffer too.
+    uint16 public constant MAX_FILL_CAP = 256;
+
+    /// @dev The market parameters in one word: placing an order reads them with one cold read.
     struct MarketState {
         uint32 minPricePerKwh;
         uint32 maxPricePerKwh;
         uint64 minQtyWh;
         uint32 gateSeconds;
         uint16 fillCap;
-        uint40 lastOrderId;
     }
 
     mapping(address account => Account) internal _accounts;
@@ -133,7 +135,7 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
             revert RegistryInvalidPriceBand(params.minPricePerKwh, params.maxPricePerKwh);
         }
         if (params.minQtyWh == 0) revert RegistryInvalidMinQty(params.minQtyWh);
-        if (params.fillCap == 0) revert RegistryInvalidFillCap(params.fillCap);
+        if (params.fillCap == 0 || params.fillCap > MAX_FILL_CAP) revert RegistryInvalidFillCap(params.fillCap);
         MarketState storage state = _market;
         state.minPricePerKwh = params.minPricePerKwh;
         state.maxPricePerKwh = params.maxPricePerKwh;

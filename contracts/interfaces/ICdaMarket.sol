@@ -6,6 +6,11 @@ pragma solidity 0.8.37;
 /// other side (price-time priority) at the resting order's price. Buy orders escrow
 /// `qtyWh * pricePerKwh / 1000` tokens from the member's deposited balance. The events are
 /// enough to rebuild every book and balance from logs alone.
+///
+/// Order ids (see {OrderIds}) encode slot, side, price and place in the price level's queue;
+/// an order that never rests has price 0 in its id. A cancelled order leaves a gap in its queue
+/// that matching steps over later; the fill cap bounds fills, and separately the other matching
+/// steps (self-trade cancellations and gaps), per incoming order.
 interface ICdaMarket {
     /// @notice Why an order left the book without filling completely.
     enum CancelReason {
@@ -23,7 +28,7 @@ interface ICdaMarket {
     }
 
     struct OrderView {
-        uint40 orderId;
+        uint256 orderId;
         address member;
         uint32 slot;
         bool isBuy;
@@ -47,21 +52,21 @@ interface ICdaMarket {
     error MarketQuantityTooSmall(uint64 qtyWh, uint64 minQtyWh);
     error MarketQuantityTooLarge(uint64 qtyWh, uint64 maxQtyWh);
     error MarketGateClosed(uint32 slot, uint64 gateClosure, uint64 timestamp);
-    error MarketOrderNotFound(uint40 orderId);
-    error MarketNotOrderOwner(uint40 orderId, address caller, address owner);
-    error MarketOrderNotExpired(uint40 orderId, uint64 gateClosure, uint64 timestamp);
+    error MarketOrderNotFound(uint256 orderId);
+    error MarketNotOrderOwner(uint256 orderId, address caller, address owner);
+    error MarketOrderNotExpired(uint256 orderId, uint64 gateClosure, uint64 timestamp);
 
     event Deposited(address indexed member, uint256 amount, uint256 balance);
     event Withdrawn(address indexed member, uint256 amount, uint256 balance);
     /// @notice An order arrived; fills, cancellation or resting follow in this transaction.
     event OrderPlaced(
-        uint32 indexed slot, uint40 indexed orderId, address indexed member, bool isBuy, uint32 pricePerKwh, uint64 qtyWh
+        uint32 indexed slot, uint256 indexed orderId, address indexed member, bool isBuy, uint32 pricePerKwh, uint64 qtyWh
     );
     /// @notice `remainingWh` left the book (or the incoming order) and `escrowReleased` went back
     /// to the member's balance.
     event OrderCancelled(
         uint32 indexed slot,
-        uint40 indexed orderId,
+        uint256 indexed orderId,
         address indexed member,
         uint64 remainingWh,
         uint256 escrowReleased,
@@ -73,8 +78,8 @@ interface ICdaMarket {
         uint32 indexed slot,
         address indexed buyer,
         address indexed seller,
-        uint40 buyOrderId,
-        uint40 sellOrderId,
+        uint256 buyOrderId,
+        uint256 sellOrderId,
         uint32 pricePerKwh,
         uint64 qtyWh,
         bool makerIsBuy,
@@ -95,30 +100,29 @@ interface ICdaMarket {
     /// the minimum; before the slot's gate closure; for a buy, balance covers the escrow.
     /// Emits {OrderPlaced}, then {TradeExecuted} per fill and {OrderCancelled} per self-trade
     /// cancellation or fill-cap remainder.
-    /// @return orderId the new order's id (unique; it identifies the order in every event).
-    function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint40 orderId);
+    /// @return orderId the new order's id (unique; it identifies the order in every event). It is
+    /// decided after matching, so {OrderPlaced} and the fills follow the matching in the log.
+    function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint256 orderId);
 
     /// @notice Places several orders of the caller in one transaction, in array order; the result
     /// is the same as placing them one by one.
     /// @return orderIds the new orders' ids, in array order.
-    function placeOrders(OrderRequest[] calldata orders) external returns (uint40[] memory orderIds);
+    function placeOrders(OrderRequest[] calldata orders) external returns (uint256[] memory orderIds);
 
     /// @notice Cancels the caller's resting order before its slot's gate closure and releases its
     /// escrow. Emits an {OrderCancelled} event.
-    function cancelOrder(uint40 orderId) external;
+    function cancelOrder(uint256 orderId) external;
 
     /// @notice Cancels several resting orders of the caller.
-    function cancelOrders(uint40[] calldata orderIds) external;
+    function cancelOrders(uint256[] calldata orderIds) external;
 
     /// @notice Removes resting orders whose slot passed gate closure and releases their escrow
     /// to their owners; anyone may call it. Emits an {OrderCancelled} event (reason Expired) each.
-    function expireOrders(uint40[] calldata orderIds) external;
+    function expireOrders(uint256[] calldata orderIds) external;
 
     function balanceOf(address member) external view returns (uint256);
 
-    function getOrder(uint40 orderId) external view returns (OrderView memory);
-
-    function lastOrderId() external view returns (uint40);
+    function getOrder(uint256 orderId) external view returns (OrderView memory);
 
     /// @notice Best resting bid and ask of `slot` (0 when that side is empty).
     function bestPrices(uint32 slot) external view returns (uint32 bestBid, uint32 bestAsk);

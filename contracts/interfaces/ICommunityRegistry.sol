@@ -11,7 +11,7 @@ interface ICommunityRegistry {
         uint32 maxPricePerKwh; // highest accepted limit price
         uint64 minQtyWh; // smallest accepted order quantity, >= 1
         uint32 gateSeconds; // trading for a slot closes this long before the slot starts
-        uint16 fillCap; // most fills (and, separately, self-trade cancellations) per incoming order
+        uint16 fillCap; // most fills (and, separately, other matching steps) per incoming order, 1..256
     }
 
     /// @notice Supplier tariffs: members buy at `importPricePerKwh`, sell at `exportPricePerKwh`.
