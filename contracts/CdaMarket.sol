@@ -91,7 +91,12 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         bool capped; // matching stopped at the fill cap while the book still crossed
     }
 
+    // A buffered matching step's second word: flag | a << 207 | b << 160 | maker address, where
+    // a and b take 47 bits (they are quantities <= MAX_QTY_WH, or escrow dust < 2^24).
     uint256 private constant STEP_FILL = 1 << 255;
+    uint256 private constant STEP_A_SHIFT = 207;
+    uint256 private constant STEP_B_SHIFT = 160;
+    uint256 private constant STEP_FIELD_MASK = (1 << 47) - 1;
 
     mapping(uint256 orderId => Order) private _orders;
     mapping(uint256 levelKey => Level) private _levels;
@@ -411,7 +416,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     }
 
     /// @dev Buffers a matching step's event: word 0 the maker order's id, word 1 `kind` (fill or
-    /// self-trade cancellation), two 48-bit figures and the maker's address. For a fill the
+    /// self-trade cancellation), two figures and the maker's address (see STEP_FILL). For a fill the
     /// figures are the Wh filled and the Wh the maker has left; for a cancellation, the Wh that
     /// left the book and the order's escrow dust.
     function _recordStep(Taker memory taker, uint256 makerId, uint256 kind, uint256 a, uint256 b, address maker)
@@ -425,7 +430,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         }
         uint256 i = 2 * taker.stepCount++;
         steps[i] = makerId;
-        steps[i + 1] = kind | (a << 208) | (b << 160) | uint160(maker);
+        steps[i + 1] = kind | (a << STEP_A_SHIFT) | (b << STEP_B_SHIFT) | uint160(maker);
     }
 
     /// @dev Emits the buffered matching steps of the incoming order `takerId`, in matching order.
@@ -435,8 +440,8 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
             uint256 makerId = steps[i];
             uint256 packed = steps[i + 1];
             address maker = address(uint160(packed));
-            uint64 a = uint64((packed >> 208) & type(uint48).max);
-            uint64 b = uint64((packed >> 160) & type(uint48).max);
+            uint64 a = uint64((packed >> STEP_A_SHIFT) & STEP_FIELD_MASK);
+            uint64 b = uint64((packed >> STEP_B_SHIFT) & STEP_FIELD_MASK);
             uint32 price = OrderIds.priceOf(makerId);
             if (packed & STEP_FILL == 0) {
                 uint256 released = order.isBuy ? 0 : EnergyMath.value(a, price) + b;

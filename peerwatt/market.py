@@ -19,6 +19,7 @@ from peerwatt.chain import latest_timestamp, request
 from peerwatt.config import MarketParams
 from peerwatt.deployment import Deployment
 from peerwatt.errors import ContractRevertError, InputError
+from peerwatt.order_ids import ORDER_ID_BITS
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import Receipt, TxSender, call, eth_call
 from peerwatt.units import value_of
@@ -27,8 +28,9 @@ MARKET = "CdaMarket"
 
 # Gas bounds for transactions sent without an estimate (an estimate runs on the state before
 # earlier, still unmined transactions, so it can be too low). An order costs at most its own
-# bookkeeping plus `fill_cap` fills and `fill_cap` self-trade cancellations (benchmarks/gas.py:
-# a fill costs 15k-29k, resting a new price level up to 138k); the bounds leave ample room.
+# bookkeeping plus `fill_cap` fills and `fill_cap` other steps: self-trade cancellations and gaps
+# (benchmarks/gas.py: a fill costs 13k-28k, resting a new price level up to 138k); the bounds
+# leave ample room.
 ORDER_BASE_GAS = 250_000
 FILL_GAS = 60_000
 SELF_CANCEL_GAS = 40_000
@@ -300,7 +302,7 @@ class Market:
 
     def order(self, order_id: int) -> RestingOrder:
         """A resting order; ContractRevertError MarketOrderNotFound if it is not in a book."""
-        return RestingOrder.from_view(self._view("getOrder", check_uint("order id", order_id, 40))[0])
+        return RestingOrder.from_view(self._view("getOrder", check_uint("order id", order_id, ORDER_ID_BITS))[0])
 
     def trades(self, slot: int) -> list[Trade]:
         """Every trade of ``slot`` in execution order (block, then log position)."""
@@ -331,7 +333,7 @@ class Market:
         return artifacts.function(MARKET, "placeOrders").encode([r.as_tuple() for r in requests])
 
     def cancel_orders_data(self, order_ids: Iterable[int]) -> str:
-        return artifacts.function(MARKET, "cancelOrders").encode([check_uint("order id", i, 40) for i in order_ids])
+        return artifacts.function(MARKET, "cancelOrders").encode([check_uint("order id", i, ORDER_ID_BITS) for i in order_ids])
 
     def _worst_case_order_gas(self) -> int:
         """Gas one order may take whatever the book holds: every fill and self-trade cancellation
@@ -387,7 +389,7 @@ class Market:
     def cancel(self, member: str, order_id: int) -> Cancellation:
         """Cancels a resting order of ``member``; returns what left the book."""
         sender = self.deployment.member_address(member)
-        data = artifacts.function(MARKET, "cancelOrder").encode(check_uint("order id", order_id, 40))
+        data = artifacts.function(MARKET, "cancelOrder").encode(check_uint("order id", order_id, ORDER_ID_BITS))
         self.simulate(sender, data)
         receipt = self.sender.mined(self.sender.send(sender, self.address, data, gas=self.cancel_gas(1)))
         return TxEvents.of(receipt, self.address).cancellations[0]

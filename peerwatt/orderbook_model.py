@@ -20,10 +20,17 @@ Rules (pinned in DESIGN.md section 4, mirrored here step by step):
   the book (or at once, if the 24-bit field would overflow).
 * Self-trade prevention: a resting order of the incoming order's member that matching
   reaches is cancelled (reason SELF_TRADE, escrow released) and matching goes on.
-* Fill cap: matching stops after ``fill_cap`` fills or after ``fill_cap`` self-trade
-  cancellations. If it stops that way while the book still crosses (best opposite price
-  crosses the limit, whatever its owner), the rest of the incoming order is cancelled
-  (reason FILL_CAP, nothing is taken from the balance for it); otherwise it rests.
+* Price levels are FIFO queues of places (``peerwatt.order_ids``): an order's id is its place,
+  a cancellation leaves a gap in its level unless it cancels the head (the level's places
+  are dropped when its last order leaves), and matching steps over gaps one by one.
+* Fill cap: matching stops after ``fill_cap`` fills or after ``fill_cap`` other steps
+  (self-trade cancellations and gaps). If it stops that way while the book still crosses
+  (best opposite price crosses the limit, whatever its owner), the rest of the incoming order
+  is cancelled (reason FILL_CAP, nothing is taken from the balance for it); otherwise it rests.
+* The incoming order's id is decided after matching (a place in its level if it rests, else a
+  transient id), so its events come after matching: ``OrderPlaced``, then each fill
+  (``TradeExecuted``) and self-trade cancellation in matching order, then the FILL_CAP
+  cancellation if any.
 * Orders are placed and cancelled only before their slot's gate closure; from gate closure
   on anyone may expire them (reason EXPIRED, escrow back to the owner).
 * Fills are booked in positions per (slot, member): bought/sold Wh, paid/received base
@@ -33,7 +40,8 @@ Rules (pinned in DESIGN.md section 4, mirrored here step by step):
 Every mutating call is a transaction: it either completes and records its events (in
 :attr:`OrderBookModel.last_events` and the cumulative :attr:`OrderBookModel.log`), or raises
 :class:`ModelRevert` -- carrying the same custom error name and arguments as the contract --
-and changes nothing. Order ids are sequential from 1, as on chain; member ids too.
+and changes nothing. Order ids are those of ``peerwatt.order_ids``, as on chain; member ids are
+sequential from 1.
 
 Time is passed explicitly (``now``: the block timestamp of the transaction) to the calls that
 depend on it. Addresses are plain strings compared as given; use checksummed ones (as web3
@@ -44,7 +52,6 @@ scope: the model assumes the ERC-20 transfer succeeds and tracks what the market
 from __future__ import annotations
 
 import copy
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
@@ -53,6 +60,7 @@ from typing import TypeAlias
 
 from peerwatt.config import MarketParams
 from peerwatt.errors import ContractRevertError
+from peerwatt.order_ids import first_seq, order_id_at, transient_order_id
 from peerwatt.slots import SlotClock
 from peerwatt.units import MAX_QTY_WH, value_of
 
@@ -79,6 +87,7 @@ __all__ = [
 ZERO_ADDRESS = "0x" + "0" * 40
 
 UINT24_MAX = 2**24 - 1  # Order.escrowDust
+MAX_FILL_CAP = 256  # CommunityRegistry.MAX_FILL_CAP
 UINT64_MAX = 2**64 - 1  # Position fields
 UINT128_MAX = 2**128 - 1  # Account.balance
 PANIC_ARITHMETIC_OVERFLOW = 0x11  # Solidity Panic(uint256) code of checked arithmetic
@@ -264,7 +273,7 @@ class _Account:
 @dataclass
 class _Order:
     order_id: int
-    member_id: int
+    owner: str
     slot: int
     is_buy: bool
     price_per_kwh: int
@@ -275,6 +284,15 @@ class _Order:
     def escrow(self) -> int:
         """What the market holds for this order (CdaMarket._escrowOf)."""
         return value_of(self.remaining_wh, self.price_per_kwh) + self.escrow_dust if self.is_buy else 0
+
+
+@dataclass
+class _Level:
+    """CdaMarket.Level: places head..tail, ``live`` of them holding orders (the rest are gaps)."""
+
+    head: int
+    tail: int
+    live: int = 0
 
 
 @dataclass
@@ -294,11 +312,11 @@ class _State:
     member_addresses: dict[int, str] = field(default_factory=dict)
     last_member_id: int = 0
     member_count: int = 0
-    last_order_id: int = 0
     orders: dict[int, _Order] = field(default_factory=dict)
-    # (slot, is_buy) -> price -> FIFO of resting order ids; empty levels are dropped
-    levels: dict[tuple[int, bool], dict[int, deque[int]]] = field(default_factory=dict)
-    positions: dict[tuple[int, int], _Position] = field(default_factory=dict)
+    # (slot, is_buy) -> price -> level; empty levels are dropped
+    levels: dict[tuple[int, bool], dict[int, _Level]] = field(default_factory=dict)
+    nonces: dict[int, int] = field(default_factory=dict)  # slot -> BookTop.nonce
+    positions: dict[tuple[int, str], _Position] = field(default_factory=dict)
     token_held: int = 0  # deposits minus withdrawals: the market's token balance
 
 
@@ -326,7 +344,7 @@ def _check_params(params: MarketParams) -> None:
         )
     if params.min_qty_wh == 0:
         raise ModelRevert("RegistryInvalidMinQty", minQtyWh=params.min_qty_wh)
-    if params.fill_cap == 0:
+    if params.fill_cap == 0 or params.fill_cap > MAX_FILL_CAP:
         raise ModelRevert("RegistryInvalidFillCap", fillCap=params.fill_cap)
 
 
@@ -486,7 +504,7 @@ class OrderBookModel:
             balance = acc.balance
             order_ids = []
             for request in orders:
-                order_id, balance = self._place(state, member, acc.member_id, balance, request, now)
+                order_id, balance = self._place(state, member, balance, request, now)
                 order_ids.append(order_id)
             acc.balance = _to_uint(balance, 128)
             return order_ids
@@ -514,65 +532,65 @@ class OrderBookModel:
             if balance < escrow:
                 raise ModelRevert("MarketInsufficientBalance", member=member, balance=balance, needed=escrow)
 
-    def _place(
-        self, state: _State, member: str, member_id: int, balance: int, request: OrderRequest, now: int
-    ) -> tuple[int, int]:
+    def _place(self, state: _State, member: str, balance: int, request: OrderRequest, now: int) -> tuple[int, int]:
         """CdaMarket._place: validate, match, then rest or cancel the remainder.
 
         Returns the order id and the taker's balance after the order."""
         self._validate(state, member, balance, request, now)
         slot, is_buy, limit = request.slot, request.is_buy, request.price_per_kwh
-        state.last_order_id += 1
-        order_id = state.last_order_id
-        self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, request.qty_wh))
-
         remaining = request.qty_wh
         traded_wh = traded_value = 0
-        fills = self_cancels = 0
+        fills = skips = 0
         capped = False
+        # matching steps, emitted once the order's id is known: (maker order, fill Wh or None
+        # for a self-trade cancellation, maker Wh left)
+        steps: list[tuple[_Order, int | None, int]] = []
         opposite = state.levels.setdefault((slot, not is_buy), {})
         fill_cap = state.params.fill_cap
         while remaining:
             best = self._best(opposite, not is_buy)
             if best is None or (best > limit if is_buy else best < limit):
                 break  # the book does not cross (any more)
-            if fills == fill_cap or self_cancels == fill_cap:
-                capped = True
-                break
-            queue = opposite[best]
-            maker = state.orders[queue[0]]
-            if maker.member_id == member_id:
-                # self-trade prevention: the resting order goes, its escrow returns to the taker
-                queue.popleft()
-                del state.orders[maker.order_id]
-                balance += maker.escrow
-                self._emit(
-                    OrderCancelled(
-                        slot, maker.order_id, member, maker.remaining_wh, maker.escrow, CancelReason.SELF_TRADE
-                    )
-                )
-                self_cancels += 1
-            else:
-                fill_wh = min(maker.remaining_wh, remaining)
-                value = self._fill_maker(state, queue, maker, fill_wh, member, order_id)
-                remaining -= fill_wh
-                traded_wh += fill_wh
-                traded_value += value
-                fills += 1
-            if not queue:
-                del opposite[best]
+            level = opposite[best]
+            while remaining and level.live:
+                if fills == fill_cap or skips == fill_cap:
+                    capped = True
+                    break
+                maker = state.orders.get(order_id_at(slot, not is_buy, best, level.head))
+                if maker is None:
+                    level.head += 1  # a gap left by a cancellation
+                    skips += 1
+                elif maker.owner == member:
+                    # self-trade prevention: the resting order goes, its escrow returns to the taker
+                    del state.orders[maker.order_id]
+                    level.head += 1
+                    level.live -= 1
+                    balance += maker.escrow
+                    steps.append((copy.copy(maker), None, maker.remaining_wh))
+                    skips += 1
+                else:
+                    fill_wh = min(maker.remaining_wh, remaining)
+                    traded_value += self._fill_maker(state, maker, fill_wh)
+                    if maker.remaining_wh == 0:
+                        level.head += 1
+                        level.live -= 1
+                    steps.append((maker, fill_wh, maker.remaining_wh))
+                    remaining -= fill_wh
+                    traded_wh += fill_wh
+                    fills += 1
+            if level.live:
+                break  # filled (or capped) inside this level
+            del opposite[best]
 
-        if remaining:
-            if capped:
-                refunded = value_of(remaining, limit) if is_buy else 0
-                self._emit(OrderCancelled(slot, order_id, member, remaining, refunded, CancelReason.FILL_CAP))
-            else:
-                state.orders[order_id] = _Order(order_id, member_id, slot, is_buy, limit, remaining)
-                state.levels.setdefault((slot, is_buy), {}).setdefault(limit, deque()).append(order_id)
-                if is_buy:
-                    balance -= value_of(remaining, limit)
+        if remaining and not capped:
+            order_id = self._rest(state, member, slot, is_buy, limit, remaining)
+            if is_buy:
+                balance -= value_of(remaining, limit)
+        else:
+            state.nonces[slot] = state.nonces.get(slot, 0) + 1
+            order_id = transient_order_id(slot, is_buy, state.nonces[slot])
         if traded_wh:
-            position = state.positions.setdefault((slot, member_id), _Position())
+            position = state.positions.setdefault((slot, member), _Position())
             if is_buy:
                 balance -= traded_value
                 position.bought_wh = _checked_add(position.bought_wh, traded_wh, 64)
@@ -580,16 +598,53 @@ class OrderBookModel:
             else:
                 position.sold_wh = _checked_add(position.sold_wh, traded_wh, 64)
                 position.received = _checked_add(position.received, traded_value, 64)
+
+        self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, request.qty_wh))
+        for maker, fill_wh, maker_left in steps:
+            if fill_wh is None:
+                self._emit(
+                    OrderCancelled(slot, maker.order_id, member, maker_left, maker.escrow, CancelReason.SELF_TRADE)
+                )
+            elif is_buy:
+                self._emit(
+                    TradeExecuted(
+                        slot, member, maker.owner, order_id, maker.order_id, maker.price_per_kwh, fill_wh, False,
+                        maker_left,
+                    )
+                )
+            else:
+                self._emit(
+                    TradeExecuted(
+                        slot, maker.owner, member, maker.order_id, order_id, maker.price_per_kwh, fill_wh, True,
+                        maker_left,
+                    )
+                )
+        if capped:
+            refunded = value_of(remaining, limit) if is_buy else 0
+            self._emit(OrderCancelled(slot, order_id, member, remaining, refunded, CancelReason.FILL_CAP))
         return order_id, balance
 
-    def _fill_maker(
-        self, state: _State, queue: deque[int], maker: _Order, fill_wh: int, taker: str, taker_order_id: int
-    ) -> int:
-        """CdaMarket._fillMaker: the one path that fills a resting order. Returns the value."""
+    def _rest(self, state: _State, member: str, slot: int, is_buy: bool, price: int, remaining: int) -> int:
+        """CdaMarket._rest: appends the order at the tail of its level; returns its id."""
+        levels = state.levels.setdefault((slot, is_buy), {})
+        level = levels.get(price)
+        if level is None:
+            state.nonces[slot] = state.nonces.get(slot, 0) + 1
+            level = levels[price] = _Level(head=first_seq(state.nonces[slot]), tail=first_seq(state.nonces[slot]))
+        else:
+            level.tail += 1
+        level.live += 1
+        order_id = order_id_at(slot, is_buy, price, level.tail)
+        state.orders[order_id] = _Order(order_id, member, slot, is_buy, price, remaining)
+        return order_id
+
+    def _fill_maker(self, state: _State, maker: _Order, fill_wh: int) -> int:
+        """CdaMarket._fillMaker: the one path that fills a resting order (its events are the
+        caller's). Returns the value; ``maker.remaining_wh`` is what the maker has left."""
         price = maker.price_per_kwh
         value = value_of(fill_wh, price)
         maker_left = maker.remaining_wh - fill_wh
-        position = state.positions.setdefault((maker.slot, maker.member_id), _Position())
+        position = state.positions.setdefault((maker.slot, maker.owner), _Position())
         dust = maker.escrow_dust
         if maker.is_buy:
             position.bought_wh = _checked_add(position.bought_wh, fill_wh, 64)
@@ -599,30 +654,17 @@ class OrderBookModel:
             position.sold_wh = _checked_add(position.sold_wh, fill_wh, 64)
             position.received = _checked_add(position.received, value, 64)
 
+        maker.remaining_wh = maker_left
         if maker_left == 0:
-            queue.popleft()
             del state.orders[maker.order_id]
+        elif dust <= UINT24_MAX:
+            maker.escrow_dust = dust
+            dust = 0
         else:
-            maker.remaining_wh = maker_left
-            if dust <= UINT24_MAX:
-                maker.escrow_dust = dust
-                dust = 0
-            else:
-                maker.escrow_dust = 0  # paid out now rather than overflow the field
-        maker_account = state.member_addresses[maker.member_id]
+            maker.escrow_dust = 0  # paid out now rather than overflow the field
         if dust:
-            acc = state.accounts[maker_account]
+            acc = state.accounts[maker.owner]
             acc.balance = _checked_add(acc.balance, dust, 128)
-
-        if maker.is_buy:
-            trade = TradeExecuted(
-                maker.slot, maker_account, taker, maker.order_id, taker_order_id, price, fill_wh, True, maker_left
-            )
-        else:
-            trade = TradeExecuted(
-                maker.slot, taker, maker_account, taker_order_id, maker.order_id, price, fill_wh, False, maker_left
-            )
-        self._emit(trade)
         return value
 
     def cancel_order(self, member: str, order_id: int, *, now: int) -> None:
@@ -636,14 +678,8 @@ class OrderBookModel:
                 order = state.orders.get(order_id)
                 if order is None:
                     raise ModelRevert("MarketOrderNotFound", orderId=order_id)
-                member_id = self.member_of(member)[0]
-                if member_id != order.member_id:
-                    raise ModelRevert(
-                        "MarketNotOrderOwner",
-                        orderId=order_id,
-                        caller=member,
-                        owner=state.member_addresses[order.member_id],
-                    )
+                if member != order.owner:
+                    raise ModelRevert("MarketNotOrderOwner", orderId=order_id, caller=member, owner=order.owner)
                 closure = self.clock.gate_closure(order.slot)
                 if now >= closure:
                     raise ModelRevert("MarketGateClosed", slot=order.slot, gateClosure=closure, timestamp=now)
@@ -663,15 +699,18 @@ class OrderBookModel:
                 self._remove(state, order, CancelReason.EXPIRED)
 
     def _remove(self, state: _State, order: _Order, reason: CancelReason) -> None:
-        """CdaMarket._removeOrder plus the caller's credit: unlinks a resting order from
-        anywhere in its level and returns its escrow to the owner."""
+        """CdaMarket._removeOrder plus the caller's credit: takes a resting order from anywhere
+        in its level (a gap, unless it is the head) and returns its escrow to the owner."""
         levels = state.levels[(order.slot, order.is_buy)]
-        queue = levels[order.price_per_kwh]
-        queue.remove(order.order_id)
-        if not queue:
+        level = levels[order.price_per_kwh]
+        if level.live == 1:
             del levels[order.price_per_kwh]
+        else:
+            level.live -= 1
+            if order_id_at(order.slot, order.is_buy, order.price_per_kwh, level.head) == order.order_id:
+                level.head += 1
         del state.orders[order.order_id]
-        owner = state.member_addresses[order.member_id]
+        owner = order.owner
         released = order.escrow
         self._emit(OrderCancelled(order.slot, order.order_id, owner, order.remaining_wh, released, reason))
         if released:
@@ -681,14 +720,10 @@ class OrderBookModel:
     # ------------------------------------------------------------------------- views
 
     @staticmethod
-    def _best(levels: dict[int, deque[int]], is_buy: bool) -> int | None:
+    def _best(levels: dict[int, _Level], is_buy: bool) -> int | None:
         if not levels:
             return None
         return max(levels) if is_buy else min(levels)
-
-    @property
-    def last_order_id(self) -> int:
-        return self._state.last_order_id
 
     def get_order(self, order_id: int) -> OrderView:
         """ICdaMarket.getOrder: a resting order, or MarketOrderNotFound."""
@@ -707,10 +742,12 @@ class OrderBookModel:
         """Resting orders of one side, best price first, FIFO within a price (ICdaMarket.bookSide;
         ``None`` means all)."""
         levels = self._state.levels.get((slot, is_buy), {})
+        orders = self._state.orders
         views = [
-            self._view(self._state.orders[order_id])
+            self._view(orders[order_id])
             for price in sorted(levels, reverse=is_buy)
-            for order_id in levels[price]
+            for seq in range(levels[price].head, levels[price].tail + 1)
+            if (order_id := order_id_at(slot, is_buy, price, seq)) in orders
         ]
         return views if max_orders is None else views[:max_orders]
 
@@ -724,8 +761,7 @@ class OrderBookModel:
 
     def position_of(self, slot: int, member: str) -> Position:
         """ICdaMarket.positionOf (zeros for an unknown member or slot)."""
-        member_id = self.member_of(member)[0]
-        position = self._state.positions.get((slot, member_id), _Position())
+        position = self._state.positions.get((slot, member), _Position())
         return Position(position.bought_wh, position.sold_wh, position.paid, position.received)
 
     @property
@@ -758,7 +794,7 @@ class OrderBookModel:
     def _view(self, order: _Order) -> OrderView:
         return OrderView(
             order.order_id,
-            self._state.member_addresses[order.member_id],
+            order.owner,
             order.slot,
             order.is_buy,
             order.price_per_kwh,

@@ -17,6 +17,7 @@ from peerwatt.deploy import DEFAULT_DEV_MEMBERS, deploy_community
 from peerwatt.deployment import deployment_path
 from peerwatt.errors import InputError
 from peerwatt.market import TRADE_COLUMNS, CancelReason, OrderRequest, RestingOrder, Side
+from peerwatt.order_ids import ORDER_ID_BITS
 from peerwatt.session import run_session, trades_table
 from peerwatt.tables import text_table
 from peerwatt.units import format_tokens
@@ -164,7 +165,7 @@ def order_place(
 def order_cancel(
     ctx: typer.Context,
     member: MemberOption,
-    order: Annotated[int, typer.Option("--order", min=0, max=2**40 - 1, help="Order id.")],
+    order: Annotated[int, typer.Option("--order", min=0, max=2**ORDER_ID_BITS - 1, help="Order id.")],
 ) -> None:
     """Cancel a resting order of the member; its escrow goes back to its balance."""
     cancelled = context(ctx).market().cancel(member, order)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from peerwatt_cli import ENGINES, Cli, write_csv
 
+from peerwatt.order_ids import first_seq, order_id_at, transient_order_id
+
 TRADE_HEADER = "slot,buy_order,sell_order,buyer,seller,price,qty_wh,maker_side,tx_hash"
 
 
@@ -48,15 +50,18 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     assert "next open slot" in cli.ok("slot").stdout
     slot = slot_info["next_open_slot"] + 1  # open for at least one more slot length
 
+    # ids (peerwatt.order_ids): a resting order's place in its price level, created with the
+    # slot's next nonce; an order that never rests takes the next nonce as a transient id
+    ask_1 = order_id_at(slot, False, 240_000, first_seq(1))
     # two orders: the buy fills 1500 Wh of the resting ask at the ask's price
     placed = cli.ok(*place("member0", slot, "sell", 240_000, 2000))
-    assert placed.stdout.startswith("order 1:") and "2000 Wh resting" in placed.stdout
+    assert placed.stdout.startswith(f"order {ask_1}:") and "2000 Wh resting" in placed.stdout
     taken = cli.ok(*place("member1", slot, "buy", 250_000, 1500))
     assert "1 trade, 1500 Wh traded, 0 Wh resting" in taken.stdout
 
     book = cli.ok("book", "--slot", slot, "--format", "json").json()
     assert book["best_ask"] == 240_000 and book["best_bid"] == 0
-    assert [(o["order_id"], o["member"], o["remaining_wh"]) for o in book["asks"]] == [(1, "member0", 500)]
+    assert [(o["order_id"], o["member"], o["remaining_wh"]) for o in book["asks"]] == [(ask_1, "member0", 500)]
     assert "member0" in cli.ok("book", "--slot", slot).stdout
 
     trades_csv = cli.ok("trades", "--slot", slot, "--format", "csv").stdout
@@ -64,11 +69,11 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     [trade] = csv_rows(trades_csv)
     assert trade["buyer"] == address["member1"] and trade["seller"] == address["member0"]
     assert (trade["buy_order"], trade["sell_order"], trade["price"], trade["qty_wh"], trade["maker_side"]) == (
-        "2", "1", "240000", "1500", "sell",
+        str(transient_order_id(slot, True, 2)), str(ask_1), "240000", "1500", "sell",
     )  # fmt: skip
     assert trade["tx_hash"].startswith("0x") and len(trade["tx_hash"]) == 66
 
-    # replay: a cancel of an earlier row, then a buy that sweeps two asks (orders 3..6)
+    # replay: a cancel of an earlier row, then a buy that sweeps two asks (nonces 3..6)
     orders_csv = write_csv(
         tmp_path / "orders.csv",
         [
@@ -83,20 +88,24 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     replayed = cli.ok("orders", "replay", orders_csv, "--ids-out", ids_out)
     assert "replayed 5 rows" in replayed.stdout and "4 orders placed, 1 cancelled, 2 trades" in replayed.stdout
     assert "orders/s" in replayed.stdout
-    assert csv_rows(ids_out.read_text()) == [{"ref": f"r{i}", "order_id": str(i + 2)} for i in range(1, 5)]
+    r1, r2 = order_id_at(slot, False, 245_000, first_seq(3)), order_id_at(slot, False, 246_000, first_seq(4))
+    r3, r4 = order_id_at(slot, True, 230_000, first_seq(5)), transient_order_id(slot, True, 6)
+    assert csv_rows(ids_out.read_text()) == [
+        {"ref": ref, "order_id": str(order_id)} for ref, order_id in (("r1", r1), ("r2", r2), ("r3", r3), ("r4", r4))
+    ]
 
     trades = cli.ok("trades", "--slot", slot, "--format", "json").json()
     assert [(t["buy_order"], t["sell_order"], t["price"], t["qty_wh"], t["maker_side"]) for t in trades] == [
-        (2, 1, 240_000, 1500, "sell"),
-        (6, 1, 240_000, 500, "sell"),  # price-time priority: the best ask first
-        (6, 3, 245_000, 700, "sell"),
+        (transient_order_id(slot, True, 2), ask_1, 240_000, 1500, "sell"),
+        (r4, ask_1, 240_000, 500, "sell"),  # price-time priority: the best ask first
+        (r4, r1, 245_000, 700, "sell"),
     ]
     book = cli.ok("book", "--slot", slot, "--format", "json").json()
-    assert [(o["order_id"], o["remaining_wh"]) for o in book["asks"]] == [(3, 300)]
-    assert [(o["order_id"], o["remaining_wh"], o["escrow"]) for o in book["bids"]] == [(5, 500, 115_000)]
+    assert [(o["order_id"], o["remaining_wh"]) for o in book["asks"]] == [(r1, 300)]
+    assert [(o["order_id"], o["remaining_wh"], o["escrow"]) for o in book["bids"]] == [(r3, 500, 115_000)]
 
-    cancelled = cli.ok("order", "cancel", "--member", "member3", "--order", 5)
-    assert "order 5 cancelled: 500 Wh left the book" in cancelled.stdout
+    cancelled = cli.ok("order", "cancel", "--member", "member3", "--order", r3)
+    assert f"order {r3} cancelled: 500 Wh left the book" in cancelled.stdout
 
     # past the slot's gate closure: orders are refused and the rest expires
     cli.fails("orders", "expire", "--slot", slot, match="is open for trading")

@@ -14,6 +14,7 @@ from peerwatt.chain import connect
 from peerwatt.deployment import load_checked
 from peerwatt.errors import ContractRevertError
 from peerwatt.market import CancelReason, Market, OrderRequest, Side
+from peerwatt.order_ids import first_seq, order_id_at
 
 FILL_CAP = 2
 
@@ -44,7 +45,12 @@ def test_batch_outcomes_and_self_trade(market: Market, slot: int) -> None:
     crossing, resting = market.place_batch(
         "member0", [OrderRequest(slot, Side.BUY, 260_000, 100), OrderRequest(slot, Side.SELL, 300_000, 50)]
     )
-    assert [resting.order_id, crossing.order_id] == [ask.order_id + 2, ask.order_id + 1]
+    # each order opens a price level: places created with the slot's nonces 1, 2, 3
+    assert [ask.order_id, crossing.order_id, resting.order_id] == [
+        order_id_at(slot, False, 250_000, first_seq(1)),
+        order_id_at(slot, True, 260_000, first_seq(2)),
+        order_id_at(slot, False, 300_000, first_seq(3)),
+    ]
     # the member's own ask is cancelled instead of traded, and the bid rests
     assert crossing.events.trades == ()
     [self_trade] = crossing.events.cancellations
