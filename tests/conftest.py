@@ -303,14 +303,36 @@ def clock(chain: Any, web3: Any, market: Any) -> ChainClock:
 # ------------------------------------------------------------------ state snapshots
 
 
+def next_order_id(market: Any, member: Any, slot: int) -> int | str:
+    """The id a sell of ``member`` at the top of the price band would get in ``slot`` if it were
+    placed one second before the slot's gate closure: an ``eth_call`` with that block time, so
+    nothing changes and the answer does not depend on the time now. It shows the slot's id
+    nonce (or the tail of the ask level at that price, if there is one), which no view returns.
+    A call that would revert gives its error as the node reports it."""
+    from brownie import web3
+
+    params = market.marketParams()
+    request = {
+        "from": str(member),
+        "to": market.address,
+        "data": market.placeOrder.encode_input(slot, False, params[1], params[2]),
+    }
+    block = {"time": hex(max(market.gateClosure(slot) - 1, 0))}
+    response = web3.provider.make_request("eth_call", [request, "latest", {}, block])
+    if "error" in response:
+        return repr(response["error"])
+    return int(market.placeOrder.decode_output(response["result"]))
+
+
 def market_state(market: Any, token: Any, accounts: Iterable[Any], slots: Iterable[int]) -> dict[str, Any]:
-    """Everything a failed call must leave as it was: order ids, balances (market and token),
-    both sides of the books of ``slots`` with their best prices, and positions."""
+    """Everything a failed call must leave as it was: the next order ids of ``slots`` (see
+    :func:`next_order_id`, asked for the first account), balances (market and token), both
+    sides of the books of ``slots`` with their best prices, and positions."""
     accounts = list(accounts)
     slots = list(slots)
     return to_plain_dict(
         {
-            "last_order_id": market.lastOrderId(),
+            "next_order_ids": [next_order_id(market, accounts[0], s) for s in slots],
             "token_held": token.balanceOf(market),
             "balances": [market.balanceOf(account) for account in accounts],
             "wallets": [token.balanceOf(account) for account in accounts],

@@ -1,5 +1,11 @@
-"""CdaMarket: deposits and withdrawals, order entry and its checks, the matching rules of
-DESIGN.md section 4 one by one, cancellation, expiry, views, positions and escrow.
+"""CdaMarket: deposits and withdrawals, order entry and its checks, order ids, the matching
+rules of DESIGN.md section 4 one by one, gaps left by cancellations, cancellation, expiry,
+views, positions and escrow.
+
+Order ids are not sequential (peerwatt.order_ids): a test takes them from ``tx.return_value``
+or computes them with :func:`resting_id` / ``transient_order_id`` from the slot's id nonce,
+which counts, from 1, the price levels created and the orders that never rested, in the order
+they happen (shared by both sides of a slot).
 
 Every rejected call is checked twice: it reverts with the custom error and its arguments, and
 it leaves the market as it was (``snapshot_state``). SafeERC20FailedOperation is the only
@@ -13,6 +19,7 @@ import brownie
 import pytest
 
 from peerwatt.config import CommunityConfig
+from peerwatt.order_ids import decode_order_id, first_seq, order_id_at, transient_order_id
 from peerwatt.orderbook_model import CancelReason, OrderRequest
 from peerwatt.units import MAX_QTY_WH, value_of
 
@@ -61,6 +68,17 @@ def set_params(market, admin, config, **changes):
     market.setMarketParams(replace(config.market, **changes).as_tuple(), {"from": admin})
 
 
+def resting_id(slot, is_buy, price, nonce, place=0):
+    """Id of the order at ``place`` (0: the first) of the price level that took the slot's id
+    ``nonce`` when it was created."""
+    return order_id_at(slot, is_buy, price, first_seq(nonce) + place)
+
+
+def ids_of(orders):
+    """The order ids of a ``bookSide`` result."""
+    return [order[0] for order in orders]
+
+
 def test_every_custom_error_is_accounted_for(market):
     """The market ABI's errors are the ones tested here and in test_community_registry.py."""
     errors = {entry["name"] for entry in market.abi if entry["type"] == "error"}
@@ -70,12 +88,13 @@ def test_every_custom_error_is_accounted_for(market):
 def test_constants_and_empty_views(market, token, slot, plain, error_pattern):
     assert market.MAX_QTY_WH() == MAX_QTY_WH
     assert market.token() == token
-    assert market.lastOrderId() == 0
+    assert market.MAX_FILL_CAP() == 256
     assert plain(market.bestPrices(slot)) == (0, 0)
     assert plain(market.bookSide(slot, True, 10)) == ()
     assert plain(market.bookSide(slot, False, 10)) == ()
-    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", 1)):
-        market.getOrder(1)
+    for order_id in (1, resting_id(slot, True, PRICE, 1), transient_order_id(slot, True, 1)):
+        with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", order_id)):
+            market.getOrder(order_id)
 
 
 # ------------------------------------------------------------------------- deposits
@@ -180,13 +199,13 @@ def test_withdraw_more_than_balance(market, alice, config, slot, snapshot_state,
 
 
 def test_withdraw_escrowed_funds_is_refused(market, alice, config, slot, error_pattern):
-    buy(market, alice, slot)
+    bid = buy(market, alice, slot).return_value
     free = config.member_deposit_base_units - value_of(QTY, PRICE)
     with brownie.reverts(revert_pattern=error_pattern("MarketInsufficientBalance", alice, free, free + 1)):
         market.withdraw(free + 1, {"from": alice})
     market.withdraw(free, {"from": alice})
     assert market.balanceOf(alice) == 0
-    assert market.getOrder(1)["escrow"] == value_of(QTY, PRICE)
+    assert market.getOrder(bid)["escrow"] == value_of(QTY, PRICE)
 
 
 def test_withdraw_by_outsider(market, outsider, slot, snapshot_state, error_pattern):
@@ -208,21 +227,23 @@ def test_removed_member_can_withdraw(market, token, manager, bob, config):
 
 def test_sell_order_rests(market, alice, slot, config, plain, logs):
     tx = sell(market, alice, slot)
-    assert tx.return_value == 1
-    assert logs(tx, address=market) == [("OrderPlaced", (slot, 1, alice, False, PRICE, QTY))]
-    assert plain(market.getOrder(1)) == (1, alice, slot, False, PRICE, QTY, 0)
-    assert plain(market.bookSide(slot, False, 10)) == ((1, alice, slot, False, PRICE, QTY, 0),)
+    ask = resting_id(slot, False, PRICE, 1)  # the first place of the slot's first level
+    assert tx.return_value == ask
+    assert logs(tx, address=market) == [("OrderPlaced", (slot, ask, alice, False, PRICE, QTY))]
+    assert plain(market.getOrder(ask)) == (ask, alice, slot, False, PRICE, QTY, 0)
+    assert plain(market.bookSide(slot, False, 10)) == ((ask, alice, slot, False, PRICE, QTY, 0),)
     assert plain(market.bestPrices(slot)) == (0, PRICE)
     assert market.balanceOf(alice) == config.member_deposit_base_units
-    assert market.lastOrderId() == 1
 
 
 def test_buy_order_rests_and_escrows(market, token, alice, slot, config, plain, logs):
     held = token.balanceOf(market)
     tx = buy(market, alice, slot)
+    bid = resting_id(slot, True, PRICE, 1)
+    assert tx.return_value == bid
     escrow = value_of(QTY, PRICE)
-    assert logs(tx, address=market) == [("OrderPlaced", (slot, 1, alice, True, PRICE, QTY))]
-    assert plain(market.getOrder(1)) == (1, alice, slot, True, PRICE, QTY, escrow)
+    assert logs(tx, address=market) == [("OrderPlaced", (slot, bid, alice, True, PRICE, QTY))]
+    assert plain(market.getOrder(bid)) == (bid, alice, slot, True, PRICE, QTY, escrow)
     assert plain(market.bestPrices(slot)) == (PRICE, 0)
     assert market.balanceOf(alice) == config.member_deposit_base_units - escrow
     assert token.balanceOf(market) == held  # escrow stays in the market
@@ -230,24 +251,14 @@ def test_buy_order_rests_and_escrows(market, token, alice, slot, config, plain, 
 
 def test_sell_needs_no_balance(market, alice, slot, config):
     market.withdraw(config.member_deposit_base_units, {"from": alice})
-    sell(market, alice, slot)
-    assert market.getOrder(1)["remainingWh"] == QTY
-
-
-def test_order_ids_are_sequential_across_slots_sides_and_members(market, alice, bob, slot):
-    ids = [
-        sell(market, alice, slot).return_value,
-        buy(market, bob, slot + 1, PRICE - 1).return_value,
-        buy(market, alice, slot, PRICE - 10).return_value,
-    ]
-    assert ids == [1, 2, 3]
-    assert market.lastOrderId() == 3
+    ask = sell(market, alice, slot).return_value
+    assert market.getOrder(ask)["remainingWh"] == QTY
 
 
 def test_min_and_max_quantities_accepted(market, config, alice, slot):
     sell(market, alice, slot, qty=config.market.min_qty_wh)
-    sell(market, alice, slot, qty=MAX_QTY_WH)
-    assert market.getOrder(2)["remainingWh"] == MAX_QTY_WH
+    largest = sell(market, alice, slot, qty=MAX_QTY_WH).return_value
+    assert market.getOrder(largest)["remainingWh"] == MAX_QTY_WH
 
 
 def test_band_edges_accepted(market, admin, config, alice, slot, plain):
@@ -255,6 +266,92 @@ def test_band_edges_accepted(market, admin, config, alice, slot, plain):
     sell(market, alice, slot, price=200)
     buy(market, alice, slot, price=100)
     assert plain(market.bestPrices(slot)) == (100, 200)
+
+
+# ------------------------------------------------------------------------- order ids
+
+
+def test_resting_ids_encode_slot_side_price_and_place(market, alice, bob, slot, plain):
+    """A resting order's id is its price level (slot, side, price) and its place in the level's
+    queue: a new level takes the slot's next nonce (each slot has its own, shared by both
+    sides), a later order at its price the place after the tail."""
+    placed = [
+        (sell(market, alice, slot), resting_id(slot, False, PRICE, 1)),
+        (buy(market, bob, slot + 1, PRICE - 1), resting_id(slot + 1, True, PRICE - 1, 1)),
+        (buy(market, alice, slot, PRICE - 10), resting_id(slot, True, PRICE - 10, 2)),
+        (sell(market, bob, slot), resting_id(slot, False, PRICE, 1, 1)),
+        (sell(market, bob, slot, PRICE + 10), resting_id(slot, False, PRICE + 10, 3)),
+        (sell(market, alice, slot), resting_id(slot, False, PRICE, 1, 2)),
+        (buy(market, bob, slot + 1, PRICE - 2), resting_id(slot + 1, True, PRICE - 2, 2)),
+    ]
+    for tx, expected in placed:
+        assert tx.return_value == expected
+        parts = decode_order_id(expected)
+        assert parts.rested
+        view = plain(market.getOrder(expected))
+        assert (view[0], view[2], view[3], view[4]) == (expected, parts.slot, parts.is_buy, parts.price_per_kwh)
+    ids = [expected for _, expected in placed]
+    assert len(set(ids)) == len(ids)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [ids[0], ids[3], ids[5], ids[4]]
+    assert ids_of(plain(market.bookSide(slot + 1, True, 10))) == [ids[1], ids[6]]
+
+
+def test_orders_that_never_rest_get_transient_ids(
+    market, admin, config, alice, bob, carol, dave, slot, logs, plain, snapshot_state, error_pattern
+):
+    """An order filled on arrival, or stopped by the fill cap, gets price 0 in its id and the
+    slot's next nonce as its place; level creations and such orders take the nonces in the
+    order they happen. Such an id names no order afterwards."""
+    set_params(market, admin, config, fill_cap=1)
+    asks = [sell(market, who, slot, PRICE, 100).return_value for who in (bob, carol, dave)]  # nonce 1
+    tx = buy(market, alice, slot, PRICE, 100)  # filled on arrival: nonce 2
+    filled = transient_order_id(slot, True, 2)
+    assert tx.return_value == filled
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, filled, alice, True, PRICE, 100)),
+        ("TradeExecuted", (slot, alice, bob, filled, asks[0], PRICE, 100, False, 0)),
+    ]
+    tx = buy(market, alice, slot, PRICE, 300)  # one fill, then capped while dave's ask crosses: nonce 3
+    capped = transient_order_id(slot, True, 3)
+    assert tx.return_value == capped
+    assert logs(tx, "OrderCancelled") == [(slot, capped, alice, 200, value_of(200, PRICE), FILL_CAP)]
+    high = sell(market, bob, slot, PRICE + 10, 100).return_value  # a new level: nonce 4
+    assert high == resting_id(slot, False, PRICE + 10, 4)
+    rested = buy(market, alice, slot, PRICE, 150).return_value  # fills dave's, rests 50: nonce 5
+    assert rested == resting_id(slot, True, PRICE, 5)
+    tx = sell(market, carol, slot, PRICE, 50)  # fills the rest of alice's bid: nonce 6
+    assert tx.return_value == transient_order_id(slot, False, 6)
+    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, rested, tx.return_value, PRICE, 50, True, 0)]
+    ids = [filled, capped, high, rested, tx.return_value]
+    assert [decode_order_id(order_id).rested for order_id in ids] == [False, False, True, True, False]
+    before = snapshot_state(slot)
+    for gone in (filled, capped, tx.return_value):
+        with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
+            market.getOrder(gone)
+        with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
+            market.cancelOrder(gone, {"from": alice})
+    assert snapshot_state(slot) == before
+
+
+def test_a_recreated_level_gets_a_fresh_nonce_so_ids_never_repeat(
+    market, alice, bob, slot, plain, snapshot_state, error_pattern
+):
+    """A level that empties (by a cancellation or a fill) is deleted; the next order at its
+    price creates it again with a new nonce, so the id of a gone order never names a new one."""
+    first = sell(market, alice, slot).return_value  # nonce 1
+    market.cancelOrder(first, {"from": alice})  # the level empties
+    second = sell(market, alice, slot).return_value  # nonce 2, not the first place of nonce 1
+    buy(market, bob, slot)  # fills it (the level empties again): nonce 3
+    third = sell(market, alice, slot).return_value  # nonce 4
+    assert [first, second, third] == [resting_id(slot, False, PRICE, nonce) for nonce in (1, 2, 4)]
+    before = snapshot_state(slot)
+    for gone in (first, second):
+        with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
+            market.cancelOrder(gone, {"from": alice})
+        with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
+            market.getOrder(gone)
+    assert snapshot_state(slot) == before
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [third]
 
 
 CALLER = object()  # stands for the caller's address in an expected error
@@ -345,9 +442,10 @@ def test_escrow_equal_to_balance_is_accepted(market, alice, slot, config, error_
     assert market.balanceOf(alice) == 0
 
 
-def test_validation_order(market, alice, error_pattern):
+def test_validation_order(market, alice, snapshot_state, error_pattern):
     """Checks run in a fixed order: price band, minimum, maximum, gate, balance."""
     closed = market.currentSlot()
+    before = snapshot_state(closed)
     checks = [
         ((closed, True, 0, 0), ("MarketPriceOutOfBand", 0, 1, 1_000_000)),
         ((closed, True, PRICE, 0), ("MarketQuantityTooSmall", 0, 10)),
@@ -357,7 +455,7 @@ def test_validation_order(market, alice, error_pattern):
     for request, error in checks:
         with brownie.reverts(revert_pattern=error_pattern(*error)):
             market.placeOrder(*request, {"from": alice})
-    assert market.lastOrderId() == 0
+    assert snapshot_state(closed) == before
 
 
 def test_gate_closure_boundary(market, alice, bob, slot, clock, snapshot_state, error_pattern, plain):
@@ -376,7 +474,9 @@ def test_gate_closure_boundary(market, alice, bob, slot, clock, snapshot_state, 
 
 def test_place_orders_returns_ids_and_matches_one_by_one(market, alice, bob, slot, model, logs, plain):
     """A batch gives the same ids, events and book as the same orders placed one by one
-    (computed by the reference model)."""
+    (computed by the reference model). Bob's bid and ask take nonce 1 of their slots; alice's
+    first sell fills on arrival (nonce 2), her second rests at a new level (nonce 3) and her buy
+    in the next slot too (nonce 2 of that slot)."""
     for s, is_buy, price, qty in ((slot + 1, False, PRICE - 5_000, 50), (slot, True, PRICE, 400)):
         tx = market.placeOrder(s, is_buy, price, qty, {"from": bob})
         model.place_order(str(bob), s, is_buy, price, qty, now=tx.timestamp)
@@ -388,7 +488,12 @@ def test_place_orders_returns_ids_and_matches_one_by_one(market, alice, bob, slo
     tx = market.placeOrders([r.as_tuple() for r in requests], {"from": alice})
     first_event = len(model.log)
     ids = [model.place_order(str(alice), *r.as_tuple(), now=tx.timestamp) for r in requests]
-    assert list(tx.return_value) == ids == [3, 4, 5]
+    expected = [
+        transient_order_id(slot, False, 2),
+        resting_id(slot, False, PRICE - 1_000, 3),
+        resting_id(slot + 1, True, PRICE, 2),
+    ]
+    assert list(tx.return_value) == ids == expected
     assert logs(tx, address=market) == [(event.name, event.as_tuple()) for event in model.log[first_event:]]
     assert len(logs(tx, "TradeExecuted")) == 3
     for s in (slot, slot + 1):
@@ -409,20 +514,23 @@ def test_place_orders_checks_balance_as_it_goes(market, alice, slot, config, sna
     assert snapshot_state(slot) == before
 
 
-def test_place_orders_empty_batch(market, alice, slot, logs):
+def test_place_orders_empty_batch(market, alice, slot, snapshot_state, logs):
+    before = snapshot_state(slot)
     tx = market.placeOrders([], {"from": alice})
     assert list(tx.return_value) == []
     assert logs(tx) == []
-    assert market.lastOrderId() == 0
+    assert snapshot_state(slot) == before
 
 
 def test_place_orders_self_trade_inside_batch(market, alice, slot, config, logs, plain):
     tx = market.placeOrders([(slot, True, PRICE, QTY), (slot, False, PRICE, QTY)], {"from": alice})
     escrow = value_of(QTY, PRICE)
+    bid, ask = resting_id(slot, True, PRICE, 1), resting_id(slot, False, PRICE, 2)
+    assert list(tx.return_value) == [bid, ask]
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, 1, alice, True, PRICE, QTY)),
-        ("OrderPlaced", (slot, 2, alice, False, PRICE, QTY)),
-        ("OrderCancelled", (slot, 1, alice, QTY, escrow, SELF_TRADE)),
+        ("OrderPlaced", (slot, bid, alice, True, PRICE, QTY)),
+        ("OrderPlaced", (slot, ask, alice, False, PRICE, QTY)),
+        ("OrderCancelled", (slot, bid, alice, QTY, escrow, SELF_TRADE)),
     ]
     assert market.balanceOf(alice) == config.member_deposit_base_units
     assert plain(market.bestPrices(slot)) == (0, PRICE)
@@ -432,14 +540,16 @@ def test_place_orders_self_trade_inside_batch(market, alice, slot, config, logs,
 
 
 def test_buy_takes_the_lowest_ask_first(market, alice, bob, carol, dave, slot, config, logs, plain):
-    sell(market, bob, slot, 260_000, 100)  # 1
-    sell(market, carol, slot, 240_000, 100)  # 2
-    sell(market, dave, slot, 250_000, 100)  # 3
-    tx = buy(market, alice, slot, 270_000, 300)  # 4
+    ask_bob = sell(market, bob, slot, 260_000, 100).return_value
+    ask_carol = sell(market, carol, slot, 240_000, 100).return_value
+    ask_dave = sell(market, dave, slot, 250_000, 100).return_value
+    tx = buy(market, alice, slot, 270_000, 300)
+    taker = tx.return_value
+    assert taker == transient_order_id(slot, True, 4)  # filled on arrival
     assert logs(tx, "TradeExecuted") == [
-        (slot, alice, carol, 4, 2, 240_000, 100, False, 0),
-        (slot, alice, dave, 4, 3, 250_000, 100, False, 0),
-        (slot, alice, bob, 4, 1, 260_000, 100, False, 0),
+        (slot, alice, carol, taker, ask_carol, 240_000, 100, False, 0),
+        (slot, alice, dave, taker, ask_dave, 250_000, 100, False, 0),
+        (slot, alice, bob, taker, ask_bob, 260_000, 100, False, 0),
     ]
     paid = value_of(100, 240_000) + value_of(100, 250_000) + value_of(100, 260_000)
     assert market.balanceOf(alice) == config.member_deposit_base_units - paid
@@ -448,34 +558,36 @@ def test_buy_takes_the_lowest_ask_first(market, alice, bob, carol, dave, slot, c
 
 
 def test_sell_takes_the_highest_bid_first(market, alice, bob, carol, dave, slot, logs, plain):
-    buy(market, bob, slot, 240_000, 100)  # 1
-    buy(market, carol, slot, 260_000, 100)  # 2
-    buy(market, dave, slot, 250_000, 100)  # 3
-    tx = sell(market, alice, slot, 245_000, 300)  # 4: crosses 260k and 250k only
+    buy(market, bob, slot, 240_000, 100)
+    bid_carol = buy(market, carol, slot, 260_000, 100).return_value
+    bid_dave = buy(market, dave, slot, 250_000, 100).return_value
+    tx = sell(market, alice, slot, 245_000, 300)  # crosses 260k and 250k only
+    taker = tx.return_value
+    assert taker == resting_id(slot, False, 245_000, 4)  # its rest creates a level
     assert logs(tx, "TradeExecuted") == [
-        (slot, carol, alice, 2, 4, 260_000, 100, True, 0),
-        (slot, dave, alice, 3, 4, 250_000, 100, True, 0),
+        (slot, carol, alice, bid_carol, taker, 260_000, 100, True, 0),
+        (slot, dave, alice, bid_dave, taker, 250_000, 100, True, 0),
     ]
-    assert market.getOrder(4)["remainingWh"] == 100
+    assert market.getOrder(taker)["remainingWh"] == 100
     assert plain(market.bestPrices(slot)) == (240_000, 245_000)
 
 
 def test_fifo_at_equal_price(market, alice, bob, carol, dave, slot, logs, plain):
-    sell(market, bob, slot, qty=100)  # 1
-    sell(market, carol, slot, qty=100)  # 2
-    sell(market, dave, slot, qty=100)  # 3
+    asks = [sell(market, owner, slot, qty=100).return_value for owner in (bob, carol, dave)]
+    assert asks == [resting_id(slot, False, PRICE, 1, place) for place in range(3)]
     tx = buy(market, alice, slot, qty=150)
+    taker = tx.return_value
     assert logs(tx, "TradeExecuted") == [
-        (slot, alice, bob, 4, 1, PRICE, 100, False, 0),
-        (slot, alice, carol, 4, 2, PRICE, 50, False, 50),
+        (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0),
+        (slot, alice, carol, taker, asks[1], PRICE, 50, False, 50),
     ]
-    assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [2, 3]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == asks[1:]
 
 
 def test_buy_trades_at_resting_price_and_keeps_the_difference(market, alice, bob, slot, config, logs, plain):
-    sell(market, bob, slot, 200_000, QTY)
+    ask = sell(market, bob, slot, 200_000, QTY).return_value
     tx = buy(market, alice, slot, 300_000, QTY)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, 2, 1, 200_000, QTY, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, tx.return_value, ask, 200_000, QTY, False, 0)]
     # escrow at 300k was only checked; the buyer pays the 200k trade value
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(QTY, 200_000)
     assert plain(market.positionOf(slot, alice)) == (QTY, 0, value_of(QTY, 200_000), 0)
@@ -483,9 +595,9 @@ def test_buy_trades_at_resting_price_and_keeps_the_difference(market, alice, bob
 
 
 def test_sell_trades_at_resting_bid_price(market, alice, bob, slot, config, logs, plain):
-    buy(market, bob, slot, 300_000, QTY)
+    bid = buy(market, bob, slot, 300_000, QTY).return_value
     tx = sell(market, alice, slot, 200_000, QTY)
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, 1, 2, 300_000, QTY, True, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, tx.return_value, 300_000, QTY, True, 0)]
     assert market.balanceOf(bob) == config.member_deposit_base_units - value_of(QTY, 300_000)
     # proceeds are not credited to the seller's balance: they settle after delivery
     assert market.balanceOf(alice) == config.member_deposit_base_units
@@ -505,21 +617,24 @@ def test_no_cross_rests_on_both_sides(market, alice, bob, slot, logs, plain):
     assert plain(market.bestPrices(slot)) == (PRICE, PRICE + 1)
 
 
-def test_partial_fill_of_the_resting_order(market, alice, bob, slot, config, logs, plain):
-    buy(market, bob, slot, PRICE, QTY)
+def test_partial_fill_of_the_resting_order(market, alice, bob, slot, config, logs, plain, error_pattern):
+    bid = buy(market, bob, slot, PRICE, QTY).return_value
     tx = sell(market, alice, slot, PRICE, 300)
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, 1, 2, PRICE, 300, True, 700)]
-    assert plain(market.getOrder(1)) == (1, bob, slot, True, PRICE, 700, value_of(700, PRICE))
+    taker = tx.return_value
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, taker, PRICE, 300, True, 700)]
+    assert plain(market.getOrder(bid)) == (bid, bob, slot, True, PRICE, 700, value_of(700, PRICE))
     assert market.balanceOf(bob) == config.member_deposit_base_units - value_of(QTY, PRICE)
-    with brownie.reverts():
-        market.getOrder(2)  # fully filled incoming orders never rest
+    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", taker)):
+        market.getOrder(taker)  # fully filled incoming orders never rest
 
 
 def test_partial_fill_of_the_incoming_order_rests_the_rest(market, alice, bob, slot, config, logs, plain):
-    sell(market, bob, slot, 200_000, 300)
+    ask = sell(market, bob, slot, 200_000, 300).return_value
     tx = buy(market, alice, slot, 300_000, QTY)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, 2, 1, 200_000, 300, False, 0)]
-    assert plain(market.getOrder(2)) == (2, alice, slot, True, 300_000, 700, value_of(700, 300_000))
+    bid = tx.return_value
+    assert bid == resting_id(slot, True, 300_000, 2)  # the rest rests: an id of its level
+    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, bid, ask, 200_000, 300, False, 0)]
+    assert plain(market.getOrder(bid)) == (bid, alice, slot, True, 300_000, 700, value_of(700, 300_000))
     spent = value_of(300, 200_000) + value_of(700, 300_000)
     assert market.balanceOf(alice) == config.member_deposit_base_units - spent
     assert plain(market.bestPrices(slot)) == (300_000, 0)
@@ -529,11 +644,11 @@ def test_taker_pays_trades_plus_rest_escrow_rounded_down(market, alice, bob, car
     set_params(market, admin, config, min_price_per_kwh=1)
     sell(market, bob, slot, 1_030, 10)
     sell(market, carol, slot, 1_040, 10)
-    buy(market, alice, slot, 1_050, 25)  # escrow checked: value_of(25, 1050) = 26
+    bid = buy(market, alice, slot, 1_050, 25).return_value  # escrow checked: value_of(25, 1050) = 26
     spent = value_of(10, 1_030) + value_of(10, 1_040) + value_of(5, 1_050)  # 10 + 10 + 5
     assert spent == 25
     assert market.balanceOf(alice) == config.member_deposit_base_units - spent
-    assert plain(market.getOrder(3)) == (3, alice, slot, True, 1_050, 5, 5)
+    assert plain(market.getOrder(bid)) == (bid, alice, slot, True, 1_050, 5, 5)
 
 
 def test_sweep_across_levels_then_rest(market, alice, bob, carol, slot, logs, plain):
@@ -542,7 +657,7 @@ def test_sweep_across_levels_then_rest(market, alice, bob, carol, slot, logs, pl
     sell(market, bob, slot, 270_000, 100)
     tx = buy(market, alice, slot, 260_000, 500)
     assert [trade[5] for trade in logs(tx, "TradeExecuted")] == [240_000, 250_000]
-    assert plain(market.getOrder(4))[5] == 300
+    assert plain(market.getOrder(tx.return_value))[5] == 300
     assert plain(market.bestPrices(slot)) == (260_000, 270_000)
 
 
@@ -550,27 +665,29 @@ def test_sweep_across_levels_then_rest(market, alice, bob, carol, slot, logs, pl
 
 
 def test_self_trade_cancels_own_resting_order_and_continues(market, alice, bob, slot, config, logs, plain):
-    sell(market, alice, slot, PRICE, 100)  # 1: alice's own, best ask, reached first
-    sell(market, bob, slot, PRICE, 100)  # 2
-    tx = buy(market, alice, slot, PRICE, 150)  # 3
+    own = sell(market, alice, slot, PRICE, 100).return_value  # alice's own, best ask, reached first
+    other = sell(market, bob, slot, PRICE, 100).return_value
+    tx = buy(market, alice, slot, PRICE, 150)
+    bid = tx.return_value
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, 3, alice, True, PRICE, 150)),
-        ("OrderCancelled", (slot, 1, alice, 100, 0, SELF_TRADE)),
-        ("TradeExecuted", (slot, alice, bob, 3, 2, PRICE, 100, False, 0)),
+        ("OrderPlaced", (slot, bid, alice, True, PRICE, 150)),
+        ("OrderCancelled", (slot, own, alice, 100, 0, SELF_TRADE)),
+        ("TradeExecuted", (slot, alice, bob, bid, other, PRICE, 100, False, 0)),
     ]
-    assert plain(market.getOrder(3)) == (3, alice, slot, True, PRICE, 50, value_of(50, PRICE))
+    assert plain(market.getOrder(bid)) == (bid, alice, slot, True, PRICE, 50, value_of(50, PRICE))
     assert plain(market.bookSide(slot, False, 10)) == ()
 
 
 def test_self_trade_releases_the_resting_buy_escrow(market, alice, bob, slot, config, logs, plain):
-    buy(market, alice, slot, PRICE, QTY)  # 1: escrow taken
-    buy(market, bob, slot, PRICE - 1, QTY)  # 2
+    own = buy(market, alice, slot, PRICE, QTY).return_value  # escrow taken
+    other = buy(market, bob, slot, PRICE - 1, QTY).return_value
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(QTY, PRICE)
-    tx = sell(market, alice, slot, PRICE - 1, QTY)  # 3: cancels 1, then fills bob's 2
+    tx = sell(market, alice, slot, PRICE - 1, QTY)  # cancels its own bid, then fills bob's
+    ask = tx.return_value
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, 3, alice, False, PRICE - 1, QTY)),
-        ("OrderCancelled", (slot, 1, alice, QTY, value_of(QTY, PRICE), SELF_TRADE)),
-        ("TradeExecuted", (slot, bob, alice, 2, 3, PRICE - 1, QTY, True, 0)),
+        ("OrderPlaced", (slot, ask, alice, False, PRICE - 1, QTY)),
+        ("OrderCancelled", (slot, own, alice, QTY, value_of(QTY, PRICE), SELF_TRADE)),
+        ("TradeExecuted", (slot, bob, alice, other, ask, PRICE - 1, QTY, True, 0)),
     ]
     assert market.balanceOf(alice) == config.member_deposit_base_units
     assert plain(market.bestPrices(slot)) == (0, 0)
@@ -579,9 +696,9 @@ def test_self_trade_releases_the_resting_buy_escrow(market, alice, bob, slot, co
 def test_self_trade_only_for_orders_matching_reaches(market, alice, bob, slot, plain):
     """A resting order of the same member behind a non-crossing price is left alone."""
     sell(market, bob, slot, PRICE, 100)
-    sell(market, alice, slot, PRICE + 10, 100)
+    own = sell(market, alice, slot, PRICE + 10, 100).return_value
     buy(market, alice, slot, PRICE, 100)
-    assert plain(market.getOrder(2))[5] == 100
+    assert plain(market.getOrder(own))[5] == 100
     assert plain(market.bestPrices(slot)) == (0, PRICE + 10)
 
 
@@ -589,24 +706,25 @@ def test_self_trade_only_for_orders_matching_reaches(market, alice, bob, slot, p
 
 
 def test_fill_cap_cancels_the_rest_while_the_book_still_crosses(
-    market, admin, config, alice, bob, carol, dave, slot, logs, plain
+    market, admin, config, alice, bob, carol, dave, slot, logs, plain, error_pattern
 ):
     set_params(market, admin, config, fill_cap=2)
-    for seller in (bob, carol, dave):
-        sell(market, seller, slot, PRICE, 100)
-    tx = buy(market, alice, slot, PRICE, 300)  # 4
+    asks = [sell(market, seller, slot, PRICE, 100).return_value for seller in (bob, carol, dave)]
+    tx = buy(market, alice, slot, PRICE, 300)
+    taker = transient_order_id(slot, True, 2)  # capped: it never rests
+    assert tx.return_value == taker
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, 4, alice, True, PRICE, 300)),
-        ("TradeExecuted", (slot, alice, bob, 4, 1, PRICE, 100, False, 0)),
-        ("TradeExecuted", (slot, alice, carol, 4, 2, PRICE, 100, False, 0)),
-        ("OrderCancelled", (slot, 4, alice, 100, value_of(100, PRICE), FILL_CAP)),
+        ("OrderPlaced", (slot, taker, alice, True, PRICE, 300)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, carol, taker, asks[1], PRICE, 100, False, 0)),
+        ("OrderCancelled", (slot, taker, alice, 100, value_of(100, PRICE), FILL_CAP)),
     ]
     # nothing was taken for the cancelled rest; dave's ask is untouched
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(200, PRICE)
-    assert plain(market.bookSide(slot, False, 10)) == ((3, dave, slot, False, PRICE, 100, 0),)
+    assert plain(market.bookSide(slot, False, 10)) == ((asks[2], dave, slot, False, PRICE, 100, 0),)
     assert plain(market.bestPrices(slot)) == (0, PRICE)
-    with brownie.reverts():
-        market.getOrder(4)
+    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", taker)):
+        market.getOrder(taker)
 
 
 def test_fill_cap_cancels_sell_remainder_without_refund(market, admin, config, alice, bob, carol, slot, logs, plain):
@@ -614,7 +732,8 @@ def test_fill_cap_cancels_sell_remainder_without_refund(market, admin, config, a
     buy(market, bob, slot, PRICE, 100)
     buy(market, carol, slot, PRICE, 100)
     tx = sell(market, alice, slot, PRICE, 300)
-    assert logs(tx, "OrderCancelled") == [(slot, 3, alice, 200, 0, FILL_CAP)]
+    assert tx.return_value == transient_order_id(slot, False, 2)
+    assert logs(tx, "OrderCancelled") == [(slot, tx.return_value, alice, 200, 0, FILL_CAP)]
     assert plain(market.bestPrices(slot)) == (PRICE, 0)
 
 
@@ -624,7 +743,8 @@ def test_fill_cap_rests_the_rest_when_the_book_is_empty(market, admin, config, a
     sell(market, carol, slot, PRICE, 100)
     tx = buy(market, alice, slot, PRICE, 300)
     assert logs(tx, "OrderCancelled") == []
-    assert plain(market.getOrder(3))[5] == 100
+    assert tx.return_value == resting_id(slot, True, PRICE, 2)  # the emptied ask level had nonce 1
+    assert plain(market.getOrder(tx.return_value))[5] == 100
     assert plain(market.bestPrices(slot)) == (PRICE, 0)
 
 
@@ -642,41 +762,38 @@ def test_fill_cap_rests_the_rest_when_the_next_price_does_not_cross(
 
 def test_fill_cap_reached_by_the_last_needed_fill(market, admin, config, alice, bob, carol, dave, slot, logs, plain):
     set_params(market, admin, config, fill_cap=2)
-    for seller in (bob, carol, dave):
-        sell(market, seller, slot, PRICE, 100)
+    asks = [sell(market, seller, slot, PRICE, 100).return_value for seller in (bob, carol, dave)]
     tx = buy(market, alice, slot, PRICE, 200)
     assert len(logs(tx, "TradeExecuted")) == 2
     assert logs(tx, "OrderCancelled") == []
-    assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [3]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[2]]
 
 
 def test_self_trade_cancellations_have_their_own_cap(market, admin, config, alice, bob, carol, slot, logs, plain):
     """Cap 2: own, bob, own, carol at one price. Two fills are allowed, but the second
     self-trade cancellation exhausts the other counter while carol's ask still crosses."""
     set_params(market, admin, config, fill_cap=2)
-    sell(market, alice, slot, PRICE, 100)  # 1
-    sell(market, bob, slot, PRICE, 100)  # 2
-    sell(market, alice, slot, PRICE, 100)  # 3
-    sell(market, carol, slot, PRICE, 100)  # 4
-    tx = buy(market, alice, slot, PRICE, 400)  # 5
+    own1, other, own2, last = (sell(market, who, slot, PRICE, 100).return_value for who in (alice, bob, alice, carol))
+    tx = buy(market, alice, slot, PRICE, 400)
+    taker = tx.return_value
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, 5, alice, True, PRICE, 400)),
-        ("OrderCancelled", (slot, 1, alice, 100, 0, SELF_TRADE)),
-        ("TradeExecuted", (slot, alice, bob, 5, 2, PRICE, 100, False, 0)),
-        ("OrderCancelled", (slot, 3, alice, 100, 0, SELF_TRADE)),
-        ("OrderCancelled", (slot, 5, alice, 300, value_of(300, PRICE), FILL_CAP)),
+        ("OrderPlaced", (slot, taker, alice, True, PRICE, 400)),
+        ("OrderCancelled", (slot, own1, alice, 100, 0, SELF_TRADE)),
+        ("TradeExecuted", (slot, alice, bob, taker, other, PRICE, 100, False, 0)),
+        ("OrderCancelled", (slot, own2, alice, 100, 0, SELF_TRADE)),
+        ("OrderCancelled", (slot, taker, alice, 300, value_of(300, PRICE), FILL_CAP)),
     ]
-    assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [4]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [last]
 
 
 def test_fill_cap_counts_own_orders_as_crossing(market, admin, config, alice, bob, slot, logs, plain):
     """Capped while only the member's own order is left crossing: still cancelled (FillCap)."""
     set_params(market, admin, config, fill_cap=1)
-    sell(market, bob, slot, PRICE, 100)  # 1
-    sell(market, alice, slot, PRICE, 100)  # 2
-    tx = buy(market, alice, slot, PRICE, 300)  # 3
-    assert logs(tx, "OrderCancelled") == [(slot, 3, alice, 200, value_of(200, PRICE), FILL_CAP)]
-    assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [2]
+    sell(market, bob, slot, PRICE, 100)
+    own = sell(market, alice, slot, PRICE, 100).return_value
+    tx = buy(market, alice, slot, PRICE, 300)
+    assert logs(tx, "OrderCancelled") == [(slot, tx.return_value, alice, 200, value_of(200, PRICE), FILL_CAP)]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [own]
 
 
 def test_many_fills_under_the_default_cap(market, admin, config, alice, bob, slot, logs):
@@ -684,55 +801,274 @@ def test_many_fills_under_the_default_cap(market, admin, config, alice, bob, slo
     market.placeOrders([(slot, False, PRICE, 10)] * (cap + 1), {"from": bob})
     tx = buy(market, alice, slot, PRICE, 10 * (cap + 1))
     assert len(logs(tx, "TradeExecuted")) == cap
-    assert logs(tx, "OrderCancelled") == [(slot, cap + 2, alice, 10, value_of(10, PRICE), FILL_CAP)]
+    taker = transient_order_id(slot, True, 2)  # bob's asks are one level (nonce 1)
+    assert logs(tx, "OrderCancelled") == [(slot, taker, alice, 10, value_of(10, PRICE), FILL_CAP)]
+
+
+def test_the_largest_fill_cap_buffers_every_step(market, admin, config, alice, bob, slot, logs):
+    """Cap MAX_FILL_CAP (256): 255 self-trade cancellations then 256 fills in one order, the
+    most steps an order can take (the events are buffered in memory, sized by the cap), and
+    the rest is cancelled (FillCap) as the next fill would be the 257th. The asks are placed in
+    batches of at most 64 (a few million gas each, well inside a block)."""
+    cap = market.MAX_FILL_CAP()
+    set_params(market, admin, config, fill_cap=cap)
+    for who, price, count in ((alice, PRICE, cap - 1), (bob, PRICE + 1, cap + 1)):
+        for start in range(0, count, 64):
+            market.placeOrders([(slot, False, price, 10)] * min(64, count - start), {"from": who})
+    tx = buy(market, alice, slot, PRICE + 1, 10 * (cap + 1))
+    taker = transient_order_id(slot, True, 3)
+    events = logs(tx, address=market)
+    assert events[0] == ("OrderPlaced", (slot, taker, alice, True, PRICE + 1, 10 * (cap + 1)))
+    assert [name for name, _ in events[1:]] == ["OrderCancelled"] * (cap - 1) + ["TradeExecuted"] * cap + [
+        "OrderCancelled"
+    ]
+    assert [args[1] for _, args in events[1:cap]] == [resting_id(slot, False, PRICE, 1, i) for i in range(cap - 1)]
+    assert [args[4] for _, args in events[cap : 2 * cap]] == [
+        resting_id(slot, False, PRICE + 1, 2, i) for i in range(cap)
+    ]
+    assert events[-1] == ("OrderCancelled", (slot, taker, alice, 10, value_of(10, PRICE + 1), FILL_CAP))
+    assert market.getOrder(resting_id(slot, False, PRICE + 1, 2, cap))["remainingWh"] == 10
+
+
+# ---------------------------------------------------------------------------- gaps
+
+
+def test_cancelling_inside_a_level_leaves_a_gap_the_taker_steps_over(
+    market, alice, bob, carol, dave, slot, config, logs, plain
+):
+    """The cancelled middle order's place stays empty: the book view and the next taker step
+    over it without an event, and a new order still queues after the tail."""
+    asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in (bob, carol, dave)]
+    market.cancelOrder(asks[1], {"from": carol})
+    joined = sell(market, bob, slot, PRICE, 100).return_value
+    assert joined == resting_id(slot, False, PRICE, 1, 3)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[0], asks[2], joined]
+    tx = buy(market, alice, slot, PRICE, 250)
+    taker = transient_order_id(slot, True, 2)
+    assert tx.return_value == taker
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, taker, alice, True, PRICE, 250)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, dave, taker, asks[2], PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, bob, taker, joined, PRICE, 50, False, 50)),
+    ]
+    assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(250, PRICE)
+    assert plain(market.bookSide(slot, False, 10)) == ((joined, bob, slot, False, PRICE, 50, 0),)
+
+
+@pytest.mark.parametrize("cancelled", ["head", "middle"])
+def test_only_a_cancellation_behind_the_head_leaves_a_gap(
+    market, admin, config, alice, bob, carol, dave, slot, logs, plain, cancelled
+):
+    """Cap 1, three asks at one price, one cancelled, then two takers of one ask each.
+    Cancelling the head moves the head to the next order: both takers fill. Cancelling the
+    middle leaves a gap: the first taker fills the head, the second steps onto the gap, which
+    uses up its one skip, and is capped (FillCap) while dave's ask still crosses."""
+    set_params(market, admin, config, fill_cap=1)
+    owners = [bob, carol, dave]
+    asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in owners]
+    gone = 0 if cancelled == "head" else 1
+    market.cancelOrder(asks[gone], {"from": owners[gone]})
+    first, second = buy(market, alice, slot, PRICE, 100), buy(market, alice, slot, PRICE, 100)
+    left = [order_id for i, order_id in enumerate(asks) if i != gone]
+    assert [trade[4] for trade in logs(first, "TradeExecuted")] == [left[0]]
+    if cancelled == "head":
+        assert [trade[4] for trade in logs(second, "TradeExecuted")] == [left[1]]
+        assert logs(second, "OrderCancelled") == []
+        assert plain(market.bestPrices(slot)) == (0, 0)
+    else:
+        assert logs(second, address=market) == [
+            ("OrderPlaced", (slot, second.return_value, alice, True, PRICE, 100)),
+            ("OrderCancelled", (slot, second.return_value, alice, 100, value_of(100, PRICE), FILL_CAP)),
+        ]
+        assert ids_of(plain(market.bookSide(slot, False, 10))) == [left[1]]
+        # the gap is behind the head now: the next taker fills dave's ask at once
+        third = buy(market, alice, slot, PRICE, 100)
+        assert [trade[4] for trade in logs(third, "TradeExecuted")] == [left[1]]
+        assert logs(third, "OrderCancelled") == []
+
+
+def test_gaps_count_against_the_fill_cap(market, admin, config, alice, bob, carol, dave, slot, logs, plain):
+    """Cap 2: bob's ask, two gaps, dave's ask at one price. One fill and two gaps stop the
+    taker (gaps are counted apart from fills, like self-trade cancellations) while dave's ask
+    still crosses; the rest is cancelled (FillCap). The next taker starts at dave's ask."""
+    set_params(market, admin, config, fill_cap=2)
+    asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in (bob, carol, carol, dave)]
+    market.cancelOrders([asks[1], asks[2]], {"from": carol})
+    tx = buy(market, alice, slot, PRICE, 400)
+    taker = transient_order_id(slot, True, 2)
+    assert tx.return_value == taker
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, taker, alice, True, PRICE, 400)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
+        ("OrderCancelled", (slot, taker, alice, 300, value_of(300, PRICE), FILL_CAP)),
+    ]
+    assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(100, PRICE)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[3]]
+    assert plain(market.bestPrices(slot)) == (0, PRICE)
+    tx = buy(market, alice, slot, PRICE, 100)
+    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[3], PRICE, 100, False, 0)]
+    assert logs(tx, "OrderCancelled") == []
+    assert plain(market.bestPrices(slot)) == (0, 0)
+
+
+def test_gaps_and_self_trade_cancellations_share_their_cap(market, admin, config, alice, bob, carol, slot, logs, plain):
+    """Cap 2: alice's own ask, a gap, bob's ask. The self-trade cancellation and the gap use up
+    the steps other than fills: capped before any fill while bob's ask still crosses."""
+    set_params(market, admin, config, fill_cap=2)
+    own, gap, other = (sell(market, who, slot, PRICE, 100).return_value for who in (alice, carol, bob))
+    market.cancelOrder(gap, {"from": carol})
+    tx = buy(market, alice, slot, PRICE, 100)
+    taker = tx.return_value
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, taker, alice, True, PRICE, 100)),
+        ("OrderCancelled", (slot, own, alice, 100, 0, SELF_TRADE)),
+        ("OrderCancelled", (slot, taker, alice, 100, value_of(100, PRICE), FILL_CAP)),
+    ]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [other]
+
+
+def test_cancelling_the_head_moves_it_one_place_only(market, admin, config, alice, bob, carol, dave, slot, logs, plain):
+    """Cancel the middle, then the head: the head moves onto the middle's gap (cancelling never
+    scans), so with cap 1 the next taker is capped on that gap; the one after fills."""
+    set_params(market, admin, config, fill_cap=1)
+    owners = [bob, carol, dave]
+    asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in owners]
+    market.cancelOrder(asks[1], {"from": carol})
+    market.cancelOrder(asks[0], {"from": bob})
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[2]]
+    tx = buy(market, alice, slot, PRICE, 100)
+    assert logs(tx, "TradeExecuted") == []
+    assert logs(tx, "OrderCancelled") == [(slot, tx.return_value, alice, 100, value_of(100, PRICE), FILL_CAP)]
+    tx = buy(market, alice, slot, PRICE, 100)
+    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[2], PRICE, 100, False, 0)]
+
+
+@pytest.mark.parametrize("emptied_by", ["fill", "cancel"])
+def test_a_level_whose_last_order_leaves_is_deleted_with_its_gaps(
+    market, admin, config, alice, bob, carol, slot, logs, plain, emptied_by
+):
+    """Two asks, the later cancelled (a gap at the tail); when the first leaves too, by a fill
+    or a cancellation, the level goes with its gap: the price leaves the book and the next
+    order at that price starts a new level (a fresh nonce) that a taker reaches at once."""
+    set_params(market, admin, config, fill_cap=1)
+    first = sell(market, bob, slot, PRICE, 100).return_value
+    tail = sell(market, carol, slot, PRICE, 100).return_value
+    market.cancelOrder(tail, {"from": carol})
+    if emptied_by == "fill":
+        buy(market, alice, slot, PRICE, 100)  # nonce 2
+        nonce = 3
+    else:
+        market.cancelOrder(first, {"from": bob})
+        nonce = 2
+    assert plain(market.bestPrices(slot)) == (0, 0)
+    assert plain(market.bookSide(slot, False, 10)) == ()
+    again = sell(market, carol, slot, PRICE, 100).return_value
+    assert again == resting_id(slot, False, PRICE, nonce)
+    tx = buy(market, alice, slot, PRICE, 100)
+    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, tx.return_value, again, PRICE, 100, False, 0)]
+    assert logs(tx, "OrderCancelled") == []
 
 
 # -------------------------------------------------------------------- book views
 
 
 def test_book_side_ordering_and_truncation(market, alice, bob, carol, slot, plain):
-    sell(market, bob, slot, 250_000, 10)  # 1
-    sell(market, carol, slot, 240_000, 20)  # 2
-    sell(market, alice, slot, 250_000, 30)  # 3
-    sell(market, carol, slot, 260_000, 40)  # 4
-    buy(market, bob, slot, 200_000, 50)  # 5
-    buy(market, alice, slot, 210_000, 60)  # 6
-    buy(market, carol, slot, 200_000, 70)  # 7
+    placed = [
+        sell(market, bob, slot, 250_000, 10),
+        sell(market, carol, slot, 240_000, 20),
+        sell(market, alice, slot, 250_000, 30),
+        sell(market, carol, slot, 260_000, 40),
+        buy(market, bob, slot, 200_000, 50),
+        buy(market, alice, slot, 210_000, 60),
+        buy(market, carol, slot, 200_000, 70),
+    ]
+    ids = [None] + [tx.return_value for tx in placed]  # ids[n]: the n-th order placed
     asks = plain(market.bookSide(slot, False, 10))
     bids = plain(market.bookSide(slot, True, 10))
-    assert [(o[0], o[4], o[5]) for o in asks] == [
-        (2, 240_000, 20),
-        (1, 250_000, 10),
-        (3, 250_000, 30),
-        (4, 260_000, 40),
+    assert [(o[0], o[1], o[4], o[5]) for o in asks] == [
+        (ids[2], carol, 240_000, 20),
+        (ids[1], bob, 250_000, 10),
+        (ids[3], alice, 250_000, 30),
+        (ids[4], carol, 260_000, 40),
     ]
-    assert [(o[0], o[4], o[5]) for o in bids] == [(6, 210_000, 60), (5, 200_000, 50), (7, 200_000, 70)]
+    assert [(o[0], o[1], o[4], o[5]) for o in bids] == [
+        (ids[6], alice, 210_000, 60),
+        (ids[5], bob, 200_000, 50),
+        (ids[7], carol, 200_000, 70),
+    ]
     assert [o[6] for o in bids] == [value_of(60, 210_000), value_of(50, 200_000), value_of(70, 200_000)]
-    assert [o[0] for o in plain(market.bookSide(slot, False, 2))] == [2, 1]
+    assert ids_of(plain(market.bookSide(slot, False, 2))) == [ids[2], ids[1]]
     assert plain(market.bookSide(slot, False, 0)) == ()
     assert plain(market.bookSide(slot + 1, False, 10)) == ()
     assert plain(market.bestPrices(slot)) == (210_000, 240_000)
 
 
 def test_best_prices_follow_fills_and_cancels(market, alice, bob, slot, plain):
-    sell(market, bob, slot, 250_000, 10)  # 1
-    sell(market, bob, slot, 260_000, 10)  # 2
-    buy(market, bob, slot, 200_000, 10)  # 3
-    buy(market, bob, slot, 190_000, 10)  # 4
+    sell(market, bob, slot, 250_000, 10)
+    ask = sell(market, bob, slot, 260_000, 10).return_value
+    best_bid = buy(market, bob, slot, 200_000, 10).return_value
+    bid = buy(market, bob, slot, 190_000, 10).return_value
     assert plain(market.bestPrices(slot)) == (200_000, 250_000)
     buy(market, alice, slot, 250_000, 10)  # empties the best ask level
     assert plain(market.bestPrices(slot)) == (200_000, 260_000)
-    market.cancelOrder(3, {"from": bob})  # the best bid level
+    market.cancelOrder(best_bid, {"from": bob})  # the best bid level
     assert plain(market.bestPrices(slot)) == (190_000, 260_000)
-    market.cancelOrder(2, {"from": bob})
-    market.cancelOrder(4, {"from": bob})
+    market.cancelOrder(ask, {"from": bob})
+    market.cancelOrder(bid, {"from": bob})
     assert plain(market.bestPrices(slot)) == (0, 0)
 
 
+def test_cancelling_the_lone_best_bid_shows_the_next_bid(market, alice, bob, carol, slot, logs, plain):
+    """The best bid level is cancelled while a worse bid rests: the views show the worse bid,
+    a sell between the two prices rests without trading, and a sell at the worse bid trades
+    with it. Cancelling the only bid left empties the side."""
+    best = buy(market, bob, slot, PRICE, 100).return_value
+    worse = buy(market, carol, slot, PRICE - 1_000, 100).return_value
+    market.cancelOrder(best, {"from": bob})
+    assert plain(market.bestPrices(slot)) == (PRICE - 1_000, 0)
+    assert ids_of(plain(market.bookSide(slot, True, 10))) == [worse]
+    tx = sell(market, alice, slot, PRICE - 500, 100)  # would cross the cancelled bid only
+    assert logs(tx, "TradeExecuted") == []
+    between = tx.return_value
+    assert plain(market.bestPrices(slot)) == (PRICE - 1_000, PRICE - 500)
+    market.cancelOrder(between, {"from": alice})
+    tx = sell(market, alice, slot, PRICE - 2_000, 40)
+    assert logs(tx, "TradeExecuted") == [(slot, carol, alice, worse, tx.return_value, PRICE - 1_000, 40, True, 60)]
+    assert plain(market.bestPrices(slot)) == (PRICE - 1_000, 0)
+    market.cancelOrder(worse, {"from": carol})
+    assert plain(market.bestPrices(slot)) == (0, 0)
+    assert plain(market.bookSide(slot, True, 10)) == ()
+    tx = sell(market, alice, slot, 1, 10)  # nothing left to cross: it rests
+    assert logs(tx, "TradeExecuted") == []
+    assert plain(market.bestPrices(slot)) == (0, 1)
+
+
+def test_cancelling_the_lone_best_ask_shows_the_next_ask(market, alice, bob, carol, slot, logs, plain):
+    """The same on the ask side, with a new ask resting between the cancelled best and the
+    worse one, and a bid at the cancelled price that is new again."""
+    best = sell(market, bob, slot, PRICE, 100).return_value
+    worse = sell(market, carol, slot, PRICE + 1_000, 100).return_value
+    market.cancelOrder(best, {"from": bob})
+    assert plain(market.bestPrices(slot)) == (0, PRICE + 1_000)
+    between = sell(market, bob, slot, PRICE + 500, 100).return_value
+    assert plain(market.bestPrices(slot)) == (0, PRICE + 500)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [between, worse]
+    tx = buy(market, alice, slot, PRICE + 1_000, 150)
+    assert [trade[4] for trade in logs(tx, "TradeExecuted")] == [between, worse]
+    assert plain(market.bestPrices(slot)) == (0, PRICE + 1_000)
+    market.cancelOrder(worse, {"from": carol})
+    assert plain(market.bestPrices(slot)) == (0, 0)
+    again = sell(market, bob, slot, PRICE, 100).return_value
+    assert plain(market.bestPrices(slot)) == (0, PRICE)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [again]
+
+
 def test_get_order_of_gone_orders(market, alice, bob, slot, error_pattern):
-    sell(market, bob, slot, qty=100)
-    buy(market, alice, slot, qty=100)
-    for order_id in (1, 2, 3, 2**40 - 1):
+    maker = sell(market, bob, slot, qty=100).return_value
+    taker = buy(market, alice, slot, qty=100).return_value
+    never_used = (1, transient_order_id(slot, True, 3), resting_id(slot, False, PRICE, 1, 1), 2**256 - 1)
+    for order_id in (maker, taker, *never_used):
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", order_id)):
             market.getOrder(order_id)
 
@@ -777,18 +1113,20 @@ def test_solvency_after_trading(market, token, members, alice, bob, carol, slot,
 
 def dusty_bid(market, admin, config, alice, slot):
     """Alice bids 40 Wh at 1050: escrow value_of(40, 1050) = 42, while four fills of 10 Wh
-    are worth 10 each, so two base units of rounding stay in the order as it fills."""
+    are worth 10 each, so two base units of rounding stay in the order as it fills. Returns
+    the bid's id."""
     set_params(market, admin, config, min_price_per_kwh=1)
-    buy(market, alice, slot, 1_050, 40)
+    bid = buy(market, alice, slot, 1_050, 40).return_value
     assert market.balanceOf(alice) == config.member_deposit_base_units - 42
+    return bid
 
 
 def test_escrow_dust_accumulates_and_returns_on_full_fill(market, admin, config, alice, bob, slot, plain):
-    dusty_bid(market, admin, config, alice, slot)
+    bid = dusty_bid(market, admin, config, alice, slot)
     expected_escrow = [31 + 1, 21 + 1, 10 + 2]  # value_of(rem, 1050) + dust after each fill
     for escrow in expected_escrow:
         sell(market, bob, slot, 1_050, 10)
-        assert plain(market.getOrder(1))[6] == escrow
+        assert plain(market.getOrder(bid))[6] == escrow
         assert market.balanceOf(alice) == config.member_deposit_base_units - 42  # dust is held
     sell(market, bob, slot, 1_050, 10)  # the last fill: order gone, dust paid back
     assert market.balanceOf(alice) == config.member_deposit_base_units - 40
@@ -796,29 +1134,29 @@ def test_escrow_dust_accumulates_and_returns_on_full_fill(market, admin, config,
 
 
 def test_escrow_dust_returns_on_cancel(market, admin, config, alice, bob, slot, logs):
-    dusty_bid(market, admin, config, alice, slot)
+    bid = dusty_bid(market, admin, config, alice, slot)
     sell(market, bob, slot, 1_050, 10)
-    tx = market.cancelOrder(1, {"from": alice})
-    assert logs(tx, "OrderCancelled") == [(slot, 1, alice, 30, 32, BY_MEMBER)]
+    tx = market.cancelOrder(bid, {"from": alice})
+    assert logs(tx, "OrderCancelled") == [(slot, bid, alice, 30, 32, BY_MEMBER)]
     assert market.balanceOf(alice) == config.member_deposit_base_units - 10
 
 
 def test_escrow_dust_returns_on_expiry(market, admin, config, alice, bob, outsider, slot, clock, logs):
-    dusty_bid(market, admin, config, alice, slot)
+    bid = dusty_bid(market, admin, config, alice, slot)
     sell(market, bob, slot, 1_050, 10)
     sell(market, bob, slot, 1_050, 10)
     sell(market, bob, slot, 1_050, 10)
     clock.to_gate_closure(slot)
-    tx = market.expireOrders([1], {"from": outsider})
-    assert logs(tx, "OrderCancelled") == [(slot, 1, alice, 10, 12, EXPIRED)]
+    tx = market.expireOrders([bid], {"from": outsider})
+    assert logs(tx, "OrderCancelled") == [(slot, bid, alice, 10, 12, EXPIRED)]
     assert market.balanceOf(alice) == config.member_deposit_base_units - 30
 
 
 def test_escrow_dust_returns_on_self_trade(market, admin, config, alice, bob, slot, logs):
-    dusty_bid(market, admin, config, alice, slot)
+    bid = dusty_bid(market, admin, config, alice, slot)
     sell(market, bob, slot, 1_050, 10)
     tx = sell(market, alice, slot, 1_050, 10)
-    assert logs(tx, "OrderCancelled") == [(slot, 1, alice, 30, 32, SELF_TRADE)]
+    assert logs(tx, "OrderCancelled") == [(slot, bid, alice, 30, 32, SELF_TRADE)]
     assert market.balanceOf(alice) == config.member_deposit_base_units - 10
 
 
@@ -826,88 +1164,90 @@ def test_escrow_dust_returns_on_self_trade(market, admin, config, alice, bob, sl
 
 
 def test_cancel_buy_order(market, alice, slot, config, logs, plain):
-    buy(market, alice, slot)
-    tx = market.cancelOrder(1, {"from": alice})
-    assert logs(tx, address=market) == [("OrderCancelled", (slot, 1, alice, QTY, value_of(QTY, PRICE), BY_MEMBER))]
+    bid = buy(market, alice, slot).return_value
+    tx = market.cancelOrder(bid, {"from": alice})
+    assert logs(tx, address=market) == [("OrderCancelled", (slot, bid, alice, QTY, value_of(QTY, PRICE), BY_MEMBER))]
     assert market.balanceOf(alice) == config.member_deposit_base_units
     assert plain(market.bestPrices(slot)) == (0, 0)
     assert plain(market.bookSide(slot, True, 10)) == ()
 
 
 def test_cancel_sell_order(market, alice, slot, logs):
-    sell(market, alice, slot)
-    tx = market.cancelOrder(1, {"from": alice})
-    assert logs(tx, "OrderCancelled") == [(slot, 1, alice, QTY, 0, BY_MEMBER)]
+    ask = sell(market, alice, slot).return_value
+    tx = market.cancelOrder(ask, {"from": alice})
+    assert logs(tx, "OrderCancelled") == [(slot, ask, alice, QTY, 0, BY_MEMBER)]
 
 
 @pytest.mark.parametrize("position", [0, 1, 2])
 def test_cancel_keeps_fifo_of_the_others(market, alice, bob, carol, dave, slot, logs, plain, position):
     """Cancel the head, middle or tail of a level; the others still fill in time order, and
-    new orders queue behind them."""
+    new orders queue behind them, at the place after the tail (the places of the level's
+    queue are never reused while it has orders)."""
     owners = [bob, carol, dave]
-    for owner in owners:
-        sell(market, owner, slot, PRICE, 100)
-    market.cancelOrder(position + 1, {"from": owners[position]})
-    sell(market, bob, slot, PRICE, 100)  # 4 joins the tail
-    kept = [i for i in (1, 2, 3) if i != position + 1] + [4]
-    assert [o[0] for o in plain(market.bookSide(slot, False, 10))] == kept
+    asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in owners]
+    market.cancelOrder(asks[position], {"from": owners[position]})
+    joined = sell(market, bob, slot, PRICE, 100).return_value
+    assert joined == resting_id(slot, False, PRICE, 1, 3)
+    kept = [order_id for i, order_id in enumerate(asks) if i != position] + [joined]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == kept
     tx = buy(market, alice, slot, PRICE, 300)
     assert [trade[4] for trade in logs(tx, "TradeExecuted")] == kept
     assert plain(market.bestPrices(slot)) == (0, 0)
 
 
 def test_cancel_orders_batch(market, alice, slot, config, logs):
-    buy(market, alice, slot, PRICE, 100)
-    sell(market, alice, slot, PRICE + 5, 100)
-    buy(market, alice, slot + 1, PRICE, 100)
-    tx = market.cancelOrders([3, 1], {"from": alice})
-    assert [event[1] for event in logs(tx, "OrderCancelled")] == [3, 1]
+    first = buy(market, alice, slot, PRICE, 100).return_value
+    kept = sell(market, alice, slot, PRICE + 5, 100).return_value
+    third = buy(market, alice, slot + 1, PRICE, 100).return_value
+    tx = market.cancelOrders([third, first], {"from": alice})
+    assert [event[1] for event in logs(tx, "OrderCancelled")] == [third, first]
     assert market.balanceOf(alice) == config.member_deposit_base_units
-    assert market.getOrder(2)["remainingWh"] == 100
+    assert market.getOrder(kept)["remainingWh"] == 100
 
 
 def test_cancel_orders_is_all_or_nothing(market, alice, bob, slot, snapshot_state, error_pattern):
-    buy(market, alice, slot, PRICE, 100)
-    sell(market, bob, slot, PRICE + 5, 100)
+    own = buy(market, alice, slot, PRICE, 100).return_value
+    other = sell(market, bob, slot, PRICE + 5, 100).return_value
     before = snapshot_state(slot)
-    with brownie.reverts(revert_pattern=error_pattern("MarketNotOrderOwner", 2, alice, bob)):
-        market.cancelOrders([1, 2], {"from": alice})
-    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", 1)):
-        market.cancelOrders([1, 1], {"from": alice})
+    with brownie.reverts(revert_pattern=error_pattern("MarketNotOrderOwner", other, alice, bob)):
+        market.cancelOrders([own, other], {"from": alice})
+    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", own)):
+        market.cancelOrders([own, own], {"from": alice})
     assert snapshot_state(slot) == before
 
 
 def test_cancel_unknown_or_gone_orders(market, alice, bob, slot, snapshot_state, error_pattern):
-    sell(market, bob, slot, qty=100)  # 1
-    buy(market, alice, slot, qty=100)  # 2 fills 1 completely
-    buy(market, alice, slot, qty=100)  # 3 rests
-    market.cancelOrder(3, {"from": alice})
+    filled = sell(market, bob, slot, qty=100).return_value
+    taker = buy(market, alice, slot, qty=100).return_value  # fills it completely: never rests
+    cancelled = buy(market, alice, slot, qty=100).return_value  # rests
+    market.cancelOrder(cancelled, {"from": alice})
+    never_used = resting_id(slot, False, PRICE, 1, 1)  # the place after the filled ask
     before = snapshot_state(slot)
-    for order_id, owner in ((0, alice), (1, bob), (2, alice), (3, alice), (99, alice)):
+    for order_id, owner in ((0, alice), (filled, bob), (taker, alice), (cancelled, alice), (never_used, bob)):
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", order_id)):
             market.cancelOrder(order_id, {"from": owner})
     assert snapshot_state(slot) == before
 
 
 def test_cancel_someone_elses_order(market, alice, bob, outsider, slot, snapshot_state, error_pattern):
-    buy(market, alice, slot)
+    bid = buy(market, alice, slot).return_value
     before = snapshot_state(slot)
     for caller in (bob, outsider):
-        with brownie.reverts(revert_pattern=error_pattern("MarketNotOrderOwner", 1, caller, alice)):
-            market.cancelOrder(1, {"from": caller})
+        with brownie.reverts(revert_pattern=error_pattern("MarketNotOrderOwner", bid, caller, alice)):
+            market.cancelOrder(bid, {"from": caller})
     assert snapshot_state(slot) == before
 
 
 def test_cancel_at_gate_closure(market, alice, slot, clock, snapshot_state, error_pattern):
-    buy(market, alice, slot, qty=100)
-    buy(market, alice, slot, qty=200)
+    first = buy(market, alice, slot, qty=100).return_value
+    second = buy(market, alice, slot, qty=200).return_value
     closure = market.gateClosure(slot)
     clock.next_tx_at(closure - 1)
-    market.cancelOrder(1, {"from": alice})  # the last second: still allowed
+    market.cancelOrder(first, {"from": alice})  # the last second: still allowed
     clock.next_tx_at(closure)
     before = snapshot_state(slot)
     with brownie.reverts(revert_pattern=error_pattern("MarketGateClosed", slot, closure, closure)):
-        market.cancelOrder(2, {"from": alice})
+        market.cancelOrder(second, {"from": alice})
     assert snapshot_state(slot) == before
 
 
@@ -915,57 +1255,57 @@ def test_cancel_at_gate_closure(market, alice, slot, clock, snapshot_state, erro
 
 
 def test_expire_orders_at_gate_closure(market, alice, bob, outsider, slot, config, clock, logs, plain):
-    buy(market, alice, slot, PRICE, 100)  # 1
-    sell(market, bob, slot, PRICE + 10, 100)  # 2
-    buy(market, alice, slot + 1, PRICE, 100)  # 3: next slot, still open
+    bid = buy(market, alice, slot, PRICE, 100).return_value
+    ask = sell(market, bob, slot, PRICE + 10, 100).return_value
+    open_bid = buy(market, alice, slot + 1, PRICE, 100).return_value  # next slot, still open
     closure = clock.to_gate_closure(slot)
     # after gate closure the book still shows the orders until they are expired
-    assert [o[0] for o in plain(market.bookSide(slot, True, 10))] == [1]
-    tx = market.expireOrders([2, 1], {"from": outsider})  # anyone may call it
+    assert ids_of(plain(market.bookSide(slot, True, 10))) == [bid]
+    tx = market.expireOrders([ask, bid], {"from": outsider})  # anyone may call it
     assert logs(tx, address=market) == [
-        ("OrderCancelled", (slot, 2, bob, 100, 0, EXPIRED)),
-        ("OrderCancelled", (slot, 1, alice, 100, value_of(100, PRICE), EXPIRED)),
+        ("OrderCancelled", (slot, ask, bob, 100, 0, EXPIRED)),
+        ("OrderCancelled", (slot, bid, alice, 100, value_of(100, PRICE), EXPIRED)),
     ]
     assert tx.timestamp >= closure
     assert plain(market.bestPrices(slot)) == (0, 0)
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(100, PRICE)
-    assert market.getOrder(3)["remainingWh"] == 100
+    assert market.getOrder(open_bid)["remainingWh"] == 100
 
 
 def test_expire_skips_orders_already_gone(market, alice, bob, slot, clock, logs):
-    sell(market, bob, slot, qty=100)  # 1
-    buy(market, alice, slot, qty=100)  # 2 fills 1
-    buy(market, alice, slot, qty=50)  # 3
+    filled = sell(market, bob, slot, qty=100).return_value
+    taker = buy(market, alice, slot, qty=100).return_value  # fills it: never rests
+    bid = buy(market, alice, slot, qty=50).return_value
     clock.to_gate_closure(slot, 5)
-    tx = market.expireOrders([0, 1, 2, 3, 3, 77], {"from": bob})
-    assert [event[1] for event in logs(tx, "OrderCancelled")] == [3]
-    tx = market.expireOrders([3], {"from": bob})
+    tx = market.expireOrders([0, filled, taker, bid, bid, 77], {"from": bob})
+    assert [event[1] for event in logs(tx, "OrderCancelled")] == [bid]
+    tx = market.expireOrders([bid], {"from": bob})
     assert logs(tx) == []
 
 
 def test_expire_before_gate_closure_reverts(market, alice, slot, clock, snapshot_state, error_pattern):
-    buy(market, alice, slot, qty=100)  # 1
-    buy(market, alice, slot + 1, qty=100)  # 2
+    bid = buy(market, alice, slot, qty=100).return_value
+    open_bid = buy(market, alice, slot + 1, qty=100).return_value
     closure = market.gateClosure(slot)
     clock.next_tx_at(closure - 1)
     before = snapshot_state(slot, slot + 1)
-    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotExpired", 1, closure, closure - 1)):
-        market.expireOrders([1], {"from": alice})
+    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotExpired", bid, closure, closure - 1)):
+        market.expireOrders([bid], {"from": alice})
     clock.next_tx_at(closure)
     next_closure = market.gateClosure(slot + 1)
-    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotExpired", 2, next_closure, closure)):
-        market.expireOrders([1, 2], {"from": alice})  # one order of an open slot: nothing expires
+    with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotExpired", open_bid, next_closure, closure)):
+        market.expireOrders([bid, open_bid], {"from": alice})  # one order of an open slot: nothing expires
     assert snapshot_state(slot, slot + 1) == before
 
 
 def test_closed_slot_refuses_orders_but_keeps_its_book(market, alice, bob, slot, clock, error_pattern, plain):
-    sell(market, bob, slot, PRICE, 100)
+    ask = sell(market, bob, slot, PRICE, 100).return_value
     clock.to_gate_closure(slot, 1)
     closure = market.gateClosure(slot)
     with brownie.reverts(revert_pattern=error_pattern("MarketGateClosed", slot, closure, ...)):
         buy(market, alice, slot, PRICE, 100)
     with brownie.reverts(revert_pattern=error_pattern("MarketGateClosed", slot, closure, ...)):
-        market.cancelOrder(1, {"from": bob})
+        market.cancelOrder(ask, {"from": bob})
     assert plain(market.bestPrices(slot)) == (0, PRICE)
 
 
@@ -973,13 +1313,13 @@ def test_closed_slot_refuses_orders_but_keeps_its_book(market, alice, bob, slot,
 
 
 def test_removed_member_orders_still_fill_and_can_be_cancelled(market, manager, alice, bob, slot, config, logs, plain):
-    buy(market, bob, slot, PRICE, 100)  # 1
-    buy(market, bob, slot, PRICE - 1, 100)  # 2
+    filled = buy(market, bob, slot, PRICE, 100).return_value
+    kept = buy(market, bob, slot, PRICE - 1, 100).return_value
     market.removeMember(bob, {"from": manager})
     tx = sell(market, alice, slot, PRICE, 100)
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, 1, 3, PRICE, 100, True, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, filled, tx.return_value, PRICE, 100, True, 0)]
     assert plain(market.positionOf(slot, bob)) == (100, 0, value_of(100, PRICE), 0)
-    market.cancelOrder(2, {"from": bob})
+    market.cancelOrder(kept, {"from": bob})
     expected = config.member_deposit_base_units - value_of(100, PRICE)
     assert market.balanceOf(bob) == expected
 

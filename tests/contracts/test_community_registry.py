@@ -8,6 +8,7 @@ import pytest
 from eth_utils import keccak
 
 from peerwatt.config import MarketParams, Tariffs
+from peerwatt.order_ids import first_seq, order_id_at
 from peerwatt.slots import SlotClock
 
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -44,7 +45,7 @@ def test_constructor_state_and_events(CdaMarket, token, config, admin, chain, pl
     assert plain(market.marketParams()) == config.market.as_tuple()
     assert plain(market.tariffs()) == config.tariffs.as_tuple()
     assert market.memberCount() == 0
-    assert market.lastOrderId() == 0
+    assert market.MAX_FILL_CAP() == 256
     assert logs(tx, "MarketParamsUpdated") == [config.market.as_tuple()]
     assert logs(tx, "TariffsUpdated") == [config.tariffs.as_tuple()]
     assert logs(tx, "RoleGranted") == [(DEFAULT_ADMIN_ROLE, admin, admin)]
@@ -76,6 +77,8 @@ def test_constructor_rejects_zero_slot_length(CdaMarket, token, config, admin, e
         ({"min_price_per_kwh": 7, "max_price_per_kwh": 6}, ("RegistryInvalidPriceBand", 7, 6)),
         ({"min_qty_wh": 0}, ("RegistryInvalidMinQty", 0)),
         ({"fill_cap": 0}, ("RegistryInvalidFillCap", 0)),
+        ({"fill_cap": 257}, ("RegistryInvalidFillCap", 257)),
+        ({"fill_cap": 2**16 - 1}, ("RegistryInvalidFillCap", 2**16 - 1)),
     ],
 )
 def test_constructor_rejects_bad_market_params(CdaMarket, token, config, admin, error_pattern, changes, error):
@@ -230,7 +233,7 @@ def test_set_market_params(market, admin, config, plain, logs):
     tx = market.setMarketParams(params.as_tuple(), {"from": admin})
     assert logs(tx, "MarketParamsUpdated") == [params.as_tuple()]
     assert plain(market.marketParams()) == params.as_tuple()
-    epoch, slot_seconds, gate_seconds = market.slotClock()
+    _, slot_seconds, gate_seconds = market.slotClock()
     assert (slot_seconds, gate_seconds) == (config.slot_seconds, 60)
 
 
@@ -238,7 +241,7 @@ def test_set_market_params_accepts_edge_values(market, admin, plain):
     params = MarketParams(1, 1, 1, 0, 1)  # a single price, gate at slot start, cap 1
     market.setMarketParams(params.as_tuple(), {"from": admin})
     assert plain(market.marketParams()) == params.as_tuple()
-    top = MarketParams(2**32 - 1, 2**32 - 1, 2**64 - 1, 2**32 - 1, 2**16 - 1)
+    top = MarketParams(2**32 - 1, 2**32 - 1, 2**64 - 1, 2**32 - 1, market.MAX_FILL_CAP())  # cap 256
     market.setMarketParams(top.as_tuple(), {"from": admin})
     assert plain(market.marketParams()) == top.as_tuple()
 
@@ -250,18 +253,31 @@ def test_set_market_params_accepts_edge_values(market, admin, plain):
         ({"min_price_per_kwh": 1_000_001}, ("RegistryInvalidPriceBand", 1_000_001, 1_000_000)),
         ({"min_qty_wh": 0}, ("RegistryInvalidMinQty", 0)),
         ({"fill_cap": 0}, ("RegistryInvalidFillCap", 0)),
+        ({"fill_cap": 257}, ("RegistryInvalidFillCap", 257)),  # above MAX_FILL_CAP
+        ({"fill_cap": 2**16 - 1}, ("RegistryInvalidFillCap", 2**16 - 1)),
     ],
 )
-def test_set_market_params_rejects_bad_values(market, admin, config, error_pattern, plain, changes, error):
+def test_set_market_params_rejects_bad_values(
+    market, admin, config, slot, snapshot_state, error_pattern, plain, changes, error
+):
+    before = snapshot_state(slot)
     with brownie.reverts(revert_pattern=error_pattern(*error)):
         market.setMarketParams(replace(config.market, **changes).as_tuple(), {"from": admin})
     assert plain(market.marketParams()) == config.market.as_tuple()
+    assert snapshot_state(slot) == before
 
 
-def test_market_params_do_not_touch_order_ids(market, admin, alice, slot, config):
-    market.placeOrder(slot, False, 100, config.market.min_qty_wh, {"from": alice})
+def test_market_params_do_not_touch_order_ids(market, admin, alice, slot, config, plain):
+    """Orders and the slot's id nonce survive a parameter change: the next level created in the
+    slot takes nonce 2."""
+    first = market.placeOrder(slot, False, 100, config.market.min_qty_wh, {"from": alice}).return_value
     market.setMarketParams(replace(config.market, fill_cap=2).as_tuple(), {"from": admin})
-    assert market.lastOrderId() == 1
+    second = market.placeOrder(slot, False, 101, config.market.min_qty_wh, {"from": alice}).return_value
+    assert [first, second] == [
+        order_id_at(slot, False, 100, first_seq(1)),
+        order_id_at(slot, False, 101, first_seq(2)),
+    ]
+    assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [first, second]
 
 
 # ------------------------------------------------------------------------- tariffs

@@ -41,10 +41,10 @@ def test_trade_value_is_the_same_for_payer_and_payee(wide_market, alice, bob, sl
     market = wide_market
     expected = value_of(qty, price)
     assert expected < 2**64
-    market.placeOrder(slot, False, price, qty, {"from": bob})
+    ask = market.placeOrder(slot, False, price, qty, {"from": bob}).return_value
     balance = market.balanceOf(alice)
     tx = market.placeOrder(slot, True, price, qty, {"from": alice})
-    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, 2, 1, price, qty, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, tx.return_value, ask, price, qty, False, 0)]
     assert plain(market.positionOf(slot, alice)) == (qty, 0, expected, 0)
     assert plain(market.positionOf(slot, bob)) == (0, qty, 0, expected)
     assert market.balanceOf(alice) == balance - expected
@@ -54,8 +54,8 @@ def test_trade_value_is_the_same_for_payer_and_payee(wide_market, alice, bob, sl
 def test_escrow_is_the_value_at_the_limit(wide_market, alice, slot, qty, price, plain):
     market = wide_market
     balance = market.balanceOf(alice)
-    market.placeOrder(slot, True, price, qty, {"from": alice})
-    assert plain(market.getOrder(1))[6] == value_of(qty, price)
+    bid = market.placeOrder(slot, True, price, qty, {"from": alice}).return_value
+    assert plain(market.getOrder(bid))[6] == value_of(qty, price)
     assert market.balanceOf(alice) == balance - value_of(qty, price)
 
 

@@ -39,8 +39,10 @@ def full_band(market, admin, config):
 
 
 def place_all(market, who, slot, is_buy, prices, qty=1):
-    """One order per price, in the given order (a batch keeps it fast)."""
-    market.placeOrders([(slot, is_buy, price, qty) for price in prices], {"from": who})
+    """One order per price, in the given order (a batch keeps it fast); returns their ids by
+    price."""
+    tx = market.placeOrders([(slot, is_buy, price, qty) for price in prices], {"from": who})
+    return dict(zip(prices, tx.return_value, strict=True))
 
 
 def side_prices(market, slot, is_buy, plain):
@@ -60,8 +62,7 @@ def test_edge_prices_rest_in_price_order(market, full_band, alice, slot, plain, 
 
 @pytest.mark.parametrize("is_buy", [True, False])
 def test_cancelling_the_best_level_finds_the_next_across_words(market, full_band, alice, slot, plain, is_buy):
-    place_all(market, alice, slot, is_buy, EDGE_PRICES)
-    ids = {price: order_id for order_id, price in enumerate(EDGE_PRICES, start=1)}
+    ids = place_all(market, alice, slot, is_buy, EDGE_PRICES)
     remaining = sorted(EDGE_PRICES, reverse=is_buy)
     while remaining:
         market.cancelOrder(ids[remaining.pop(0)], {"from": alice})
@@ -72,8 +73,7 @@ def test_cancelling_the_best_level_finds_the_next_across_words(market, full_band
 
 @pytest.mark.parametrize("is_buy", [True, False])
 def test_cancelling_from_the_worst_end_keeps_the_best(market, full_band, alice, slot, plain, is_buy):
-    place_all(market, alice, slot, is_buy, EDGE_PRICES)
-    ids = {price: order_id for order_id, price in enumerate(EDGE_PRICES, start=1)}
+    ids = place_all(market, alice, slot, is_buy, EDGE_PRICES)
     remaining = sorted(EDGE_PRICES, reverse=is_buy)
     best = remaining[0]
     while len(remaining) > 1:
@@ -111,15 +111,15 @@ def test_partial_sweep_stops_at_the_limit_across_a_boundary(market, full_band, a
 def test_emptied_words_are_found_again(market, full_band, alice, slot, plain):
     """Clearing the last level of a word clears its parents; setting a level in a sibling or
     an unrelated word afterwards must be found by the search from any depth."""
-    place_all(market, alice, slot, True, [65_536])
-    market.cancelOrder(1, {"from": alice})
+    ids = place_all(market, alice, slot, True, [65_536])
+    market.cancelOrder(ids[65_536], {"from": alice})
     assert plain(market.bestPrices(slot)) == (0, 0)
-    place_all(market, alice, slot, True, [65_537, 1])
+    ids = place_all(market, alice, slot, True, [65_537, 1])
     assert plain(market.bestPrices(slot)) == (65_537, 0)
-    market.cancelOrder(2, {"from": alice})
+    market.cancelOrder(ids[65_537], {"from": alice})
     assert plain(market.bestPrices(slot)) == (1, 0)
-    place_all(market, alice, slot, True, [2**24 + 255, MAX_PRICE])
-    market.cancelOrder(5, {"from": alice})
+    ids = place_all(market, alice, slot, True, [2**24 + 255, MAX_PRICE])
+    market.cancelOrder(ids[MAX_PRICE], {"from": alice})
     assert plain(market.bestPrices(slot)) == (2**24 + 255, 0)
     assert side_prices(market, slot, True, plain) == [2**24 + 255, 1]
 
@@ -141,8 +141,7 @@ def test_random_levels_against_sorting(market, full_band, alice, slot, plain):
     )
     shuffled = prices[:]
     rng.shuffle(shuffled)
-    place_all(market, alice, slot, True, shuffled)
-    ids = {price: order_id for order_id, price in enumerate(shuffled, start=1)}
+    ids = place_all(market, alice, slot, True, shuffled)
     assert side_prices(market, slot, True, plain) == sorted(prices, reverse=True)
     rng.shuffle(shuffled)
     left = set(prices)
