@@ -21,13 +21,14 @@ from peerwatt.toolchain import PROJECT_ROOT, apply_toolchain_env
 
 MEMBERS = 16
 PRICE = 250_000
+TICK = CommunityConfig().price_tick  # the deployed default: one bitmap word covers 256 ticks
 QTY = 1_000
 
 # operation -> (target gas, anchor from the issue)
 TARGETS: dict[str, tuple[int | None, str]] = {
     "place_rest_existing_level_buy": (70_000, "85k-127k"),
     "place_rest_existing_level_sell": (70_000, "85k-127k"),
-    "place_new_level_same_bitmap_word": (95_000, "85k-127k"),
+    "place_new_level": (95_000, "85k-127k"),
     "place_new_level_new_bitmap_word": (95_000, "85k-127k"),
     "place_full_fill_one_new_positions": (100_000, "125k-155k"),
     "place_full_fill_one_existing_positions": (100_000, "125k-155k"),
@@ -66,6 +67,7 @@ class Bench:
             self.token,
             config.epoch_for(chain.time()),
             config.slot_seconds,
+            config.price_tick,
             config.market.as_tuple(),
             config.tariffs.as_tuple(),
             {"from": admin},
@@ -108,9 +110,9 @@ def live_book(b: Bench) -> None:
     """Other price levels on both sides, as in a trading slot: emptying the measured level then
     clears one bitmap word instead of all four."""
     b.place(12, True, PRICE - 50_000)
-    b.place(12, True, PRICE - 50)
+    b.place(12, True, PRICE - TICK)
     b.place(13, False, PRICE + 50_000)
-    b.place(13, False, PRICE + 50)
+    b.place(13, False, PRICE + TICK)
 
 
 def full_fill_one(existing_positions: bool, live: bool = False) -> Callable[[Bench], int]:
@@ -195,7 +197,7 @@ def deep_book(b: Bench, orders: int = 1000) -> None:
     batch: list[tuple[int, bool, int, int]] = []
     for i in range(orders):
         is_buy = i % 2 == 0
-        price = rng.randint(100_000, 200_000) if is_buy else rng.randint(300_000, 400_000)
+        price = TICK * (rng.randint(100, 200) if is_buy else rng.randint(300, 400))
         batch.append((b.slot, is_buy, price, rng.randint(10, 5_000)))
         if len(batch) == 50:
             b.market.placeOrders(batch, {"from": b.members[2 + (i // 50) % 12]})
@@ -220,8 +222,11 @@ def main() -> None:
     measured: dict[str, int] = {
         "place_rest_existing_level_buy": bench.run(rest_existing(True)),
         "place_rest_existing_level_sell": bench.run(rest_existing(False)),
-        "place_new_level_same_bitmap_word": bench.run(new_level(100)),
-        "place_new_level_new_bitmap_word": bench.run(new_level(70_000)),
+        # 0.03 token/kWh below the best bid (and between the deep book's sides): the same
+        # bitmap word (256 ticks)
+        "place_new_level": bench.run(new_level(30_000)),
+        # the best bid becomes 260_000, tick 260: the first level of the next bitmap word
+        "place_new_level_new_bitmap_word": bench.run(new_level(-10_000)),
         "place_full_fill_one_new_positions": bench.run(full_fill_one(False)),
         "place_full_fill_one_existing_positions": bench.run(full_fill_one(True)),
         "place_full_fill_one_new_positions_live_book": bench.run(full_fill_one(False, live=True)),
@@ -237,11 +242,11 @@ def main() -> None:
     }
     empty_rest = measured["place_rest_existing_level_buy"]
     deep_rest = bench.run(with_deep_book(rest_existing(True)))
-    empty_new = measured["place_new_level_same_bitmap_word"]
-    deep_new = bench.run(with_deep_book(new_level(100)))
+    empty_new = measured["place_new_level"]
+    deep_new = bench.run(with_deep_book(new_level(30_000)))
     depth = {
         "place_rest_existing_level_buy": {"empty_book": empty_rest, "book_1000_orders": deep_rest},
-        "place_new_level_same_bitmap_word": {"empty_book": empty_new, "book_1000_orders": deep_new},
+        "place_new_level": {"empty_book": empty_new, "book_1000_orders": deep_new},
     }
     for row in depth.values():
         row["increase_pct"] = round(100 * (row["book_1000_orders"] / row["empty_book"] - 1), 2)

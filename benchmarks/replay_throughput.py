@@ -56,7 +56,7 @@ def order_rows(first_slot: int, orders: int, interleaved: bool, seed: int = 11) 
             member = (index // LADDER) % MEMBERS
             slot = first_slot + (index // (LADDER * MEMBERS)) % slots
         is_buy = member % 2 == 0
-        price = rng.randint(200_000, 262_000) if is_buy else rng.randint(238_000, 300_000)
+        price = 1_000 * (rng.randint(200, 262) if is_buy else rng.randint(238, 300))  # the default tick
         rows.append(
             {
                 "action": "place",

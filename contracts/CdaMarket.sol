@@ -24,10 +24,6 @@ import {PriceBitmap} from "./libraries/PriceBitmap.sol";
 /// finds that level empty and takes the next price from the bitmap (one search, see
 /// {_resolveBest}).
 ///
-/// Matching decides the incoming order's id only once it knows whether the order rests, so the
-/// events of its fills and self-trade cancellations are buffered in memory and emitted after
-/// {OrderPlaced}.
-///
 /// Solvency: the token balance of this contract equals the sum of member balances, the escrow
 /// of resting buy orders (`remainingWh * price / 1000 + escrowDust`) and the trade payments held
 /// in positions (`sum of Position.paid`) until settlement.
@@ -75,13 +71,11 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         address account;
         uint256 balance;
         MarketState params;
-        // matching steps of the current order, two words each (see {_recordStep})
-        uint256[] steps;
-        uint256 stepCount;
     }
 
     /// @dev An incoming order while it is matched.
     struct Incoming {
+        uint256 orderId;
         uint32 slot;
         bool isBuy;
         uint32 limit;
@@ -90,13 +84,6 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         uint256 tradedValue;
         bool capped; // matching stopped at the fill cap while the book still crossed
     }
-
-    // A buffered matching step's second word: flag | a << 207 | b << 160 | maker address, where
-    // a and b take 47 bits (they are quantities <= MAX_QTY_WH, or escrow dust < 2^24).
-    uint256 private constant STEP_FILL = 1 << 255;
-    uint256 private constant STEP_A_SHIFT = 207;
-    uint256 private constant STEP_B_SHIFT = 160;
-    uint256 private constant STEP_FIELD_MASK = (1 << 47) - 1;
 
     mapping(uint256 orderId => Order) private _orders;
     mapping(uint256 levelKey => Level) private _levels;
@@ -108,14 +95,16 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// @param settlementToken ERC-20 with 6 decimals
     /// @param epoch start of slot 0 (unix seconds)
     /// @param slotSeconds slot length
+    /// @param priceTick_ limit prices are multiples of it (base units per kWh)
     constructor(
         address admin,
         IERC20 settlementToken,
         uint64 epoch,
         uint32 slotSeconds,
+        uint32 priceTick_,
         MarketParams memory params,
         Tariffs memory initialTariffs
-    ) CommunityRegistry(admin, epoch, slotSeconds, params, initialTariffs) {
+    ) CommunityRegistry(admin, epoch, slotSeconds, priceTick_, params, initialTariffs) {
         token = settlementToken;
     }
 
@@ -228,7 +217,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
                 Order memory order = _orders[orderId];
                 if (order.owner != address(0)) orders[count++] = _view(orderId, order);
             }
-            price = isBuy ? _prices[bookKey].highestAtOrBelow(price - 1) : _prices[bookKey].lowestAtOrAbove(uint256(price) + 1);
+            price = _bestFrom(bookKey, isBuy, isBuy ? price - _priceTick : uint256(price) + _priceTick);
         }
         assembly ("memory-safe") {
             mstore(orders, count) // trim to the orders found
@@ -256,32 +245,51 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     }
 
     /// @dev Validates, matches and (if anything is left and the book no longer crosses) rests one
-    /// incoming order, then emits its events. Balance changes of the taker go to `taker.balance`.
+    /// incoming order. Balance changes of the taker go to `taker.balance`.
+    ///
+    /// The book never crosses, so an order that crosses the best opposite price finds its own
+    /// price level empty: its id is then the first place of a fresh level at its limit price (a
+    /// new slot nonce), where it rests if anything is left. An order that does not cross rests
+    /// at once and takes its place in its level. Either way the id is known before matching.
     function _place(Taker memory taker, uint32 slot, bool isBuy, uint32 price, uint64 qtyWh)
         private
         returns (uint256 orderId)
     {
         _validate(taker, slot, isBuy, price, qtyWh);
-        Incoming memory order = Incoming(slot, isBuy, price, qtyWh, 0, 0, false);
         BookTop memory top = _tops[slot];
-        taker.stepCount = 0;
-        _match(taker, order, top);
-        bool rests = order.remainingWh != 0 && !order.capped;
-        if (rests) {
-            orderId = _rest(order, taker.account, top);
-            if (isBuy) taker.balance -= EnergyMath.value(order.remainingWh, price);
-        } else {
-            orderId = OrderIds.transient(slot, isBuy, ++top.nonce);
+        uint32 best = _crossingBest(slot, isBuy, price, isBuy ? top.bestAsk : top.bestBid);
+        if (best == 0) {
+            orderId = _rest(slot, isBuy, price, qtyWh, taker.account, top, 0);
+            _tops[slot] = top;
+            emit OrderPlaced(slot, orderId, taker.account, isBuy, price, qtyWh);
+            if (isBuy) taker.balance -= EnergyMath.value(qtyWh, price);
+            return orderId;
+        }
+
+        uint32 nonce = ++top.nonce;
+        orderId = OrderIds.atLevel(OrderIds.levelKey(slot, isBuy, price), OrderIds.firstSeq(nonce));
+        emit OrderPlaced(slot, orderId, taker.account, isBuy, price, qtyWh);
+        Incoming memory order = Incoming(orderId, slot, isBuy, price, qtyWh, 0, 0, false);
+        _match(taker, order, top, best);
+        if (order.remainingWh != 0) {
+            if (order.capped) {
+                uint256 refunded = isBuy ? EnergyMath.value(order.remainingWh, price) : 0;
+                emit OrderCancelled(slot, orderId, taker.account, order.remainingWh, refunded, CancelReason.FillCap);
+            } else {
+                _rest(slot, isBuy, price, order.remainingWh, taker.account, top, nonce);
+                if (isBuy) taker.balance -= EnergyMath.value(order.remainingWh, price);
+            }
         }
         _tops[slot] = top;
         if (order.tradedWh != 0) _addTakerPosition(taker, order);
+    }
 
-        emit OrderPlaced(slot, orderId, taker.account, isBuy, price, qtyWh);
-        _emitSteps(taker, order, orderId);
-        if (order.capped) {
-            uint256 refunded = isBuy ? EnergyMath.value(order.remainingWh, price) : 0;
-            emit OrderCancelled(slot, orderId, taker.account, order.remainingWh, refunded, CancelReason.FillCap);
-        }
+    /// @dev The best opposite price if it crosses `limit`, else 0. The stored best is at least as
+    /// good as the true one ({_resolveBest}): resolve it only if it crosses.
+    function _crossingBest(uint32 slot, bool isBuy, uint32 limit, uint32 stored) private view returns (uint32 best) {
+        if (stored == 0 || (isBuy ? stored > limit : stored < limit)) return 0;
+        best = _resolveBest(slot, !isBuy, stored);
+        if (best == 0 || (isBuy ? best > limit : best < limit)) return 0;
     }
 
     function _validate(Taker memory taker, uint32 slot, bool isBuy, uint32 price, uint64 qtyWh) private view {
@@ -289,6 +297,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         if (price < params.minPricePerKwh || price > params.maxPricePerKwh) {
             revert MarketPriceOutOfBand(price, params.minPricePerKwh, params.maxPricePerKwh);
         }
+        if (price % _priceTick != 0) revert MarketPriceOffTick(price, _priceTick);
         if (qtyWh < params.minQtyWh) revert MarketQuantityTooSmall(qtyWh, params.minQtyWh);
         if (qtyWh > MAX_QTY_WH) revert MarketQuantityTooLarge(qtyWh, MAX_QTY_WH);
         uint64 closure = _gateClosure(slot, params.gateSeconds);
@@ -318,14 +327,9 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// FIFO within a price, at the resting order's price. Updates `order` and `top` in memory.
     /// Each step (a fill, a self-trade cancellation or a gap stepped over) is bounded by the
     /// fill cap: at most `fillCap` fills and `fillCap` other steps.
-    function _match(Taker memory taker, Incoming memory order, BookTop memory top) private {
+    function _match(Taker memory taker, Incoming memory order, BookTop memory top, uint32 best) private {
         bool isBuy = order.isBuy;
         uint256 bookKey = _bookKey(order.slot, !isBuy);
-        uint32 best = isBuy ? top.bestAsk : top.bestBid;
-        // the stored best is at least as good as the true one: resolve it only if it crosses
-        if (best != 0 && (isBuy ? best <= order.limit : best >= order.limit)) {
-            best = _resolveBest(order.slot, !isBuy, best);
-        }
         uint256 cap = taker.params.fillCap;
         uint256 fills = 0;
         uint256 skips = 0;
@@ -339,31 +343,40 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
                 }
                 uint256 makerId = OrderIds.atLevel(levelKey, level.head);
                 Order memory maker = _orders[makerId];
+                // Queue arithmetic below cannot overflow: head stays within the level's places
+                // (live != 0 means a live order at head or after), live counts its orders, and
+                // fills and skips stop at the cap.
                 if (maker.owner == address(0)) {
-                    ++level.head; // a gap left by a cancellation
-                    ++skips;
+                    unchecked {
+                        ++level.head; // a gap left by a cancellation
+                        ++skips;
+                    }
                 } else if (maker.owner == taker.account) {
                     // self-trade prevention: the resting order goes, its escrow back to the taker
                     delete _orders[makerId];
-                    ++level.head;
-                    --level.live;
-                    taker.balance += _escrowOf(makerId, maker);
-                    _recordStep(taker, makerId, 0, maker.remainingWh, maker.escrowDust, maker.owner);
-                    ++skips;
-                } else {
-                    uint64 fillWh = maker.remainingWh < order.remainingWh ? maker.remainingWh : order.remainingWh;
-                    uint256 value = _fillMaker(makerId, maker, best, fillWh);
-                    if (fillWh == maker.remainingWh) {
+                    unchecked {
                         ++level.head;
                         --level.live;
+                        ++skips;
                     }
-                    _recordStep(taker, makerId, STEP_FILL, fillWh, maker.remainingWh - fillWh, maker.owner);
+                    uint256 released = _escrowOf(makerId, maker);
+                    taker.balance += released;
+                    emit OrderCancelled(
+                        order.slot, makerId, maker.owner, maker.remainingWh, released, CancelReason.SelfTrade
+                    );
+                } else {
+                    uint64 fillWh = maker.remainingWh < order.remainingWh ? maker.remainingWh : order.remainingWh;
+                    uint256 value = _fillMaker(makerId, maker, best, fillWh, order.orderId);
                     unchecked {
+                        if (fillWh == maker.remainingWh) {
+                            ++level.head;
+                            --level.live;
+                        }
                         order.remainingWh -= fillWh; // fillWh <= remainingWh
                         order.tradedWh += fillWh; // the fills add up to at most the order's quantity
                         order.tradedValue += value;
+                        ++fills;
                     }
-                    ++fills;
                 }
             }
             if (level.live != 0) {
@@ -372,21 +385,24 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
             }
             // the level is empty: drop it (with any gaps left) and find the next best price
             delete _levels[levelKey];
-            _prices[bookKey].clear(best);
-            best = isBuy ? _prices[bookKey].lowestAtOrAbove(best) : _prices[bookKey].highestAtOrBelow(best);
+            _prices[bookKey].clear(best / _priceTick);
+            best = _bestFrom(bookKey, !isBuy, best);
         }
         if (isBuy) top.bestAsk = best;
         else top.bestBid = best;
     }
 
     /// @dev The single path by which a resting order is filled: updates the maker's order,
-    /// position and (for escrow dust) balance. Returns the trade value.
-    function _fillMaker(uint256 makerId, Order memory maker, uint32 price, uint64 fillWh)
+    /// position and (for escrow dust) balance, and emits {TradeExecuted}. Returns the trade value.
+    function _fillMaker(uint256 makerId, Order memory maker, uint32 price, uint64 fillWh, uint256 takerId)
         private
         returns (uint256 value)
     {
         value = EnergyMath.value(fillWh, price);
-        uint48 makerLeft = maker.remainingWh - uint48(fillWh);
+        uint48 makerLeft;
+        unchecked {
+            makerLeft = maker.remainingWh - uint48(fillWh); // fillWh <= remainingWh
+        }
 
         Position storage position = _positions[OrderIds.slotOf(makerId)][maker.owner];
         uint256 dust = maker.escrowDust;
@@ -394,7 +410,9 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
             position.boughtWh += fillWh;
             position.paid += uint64(value); // exact: value < 2^64 (MAX_QTY_WH)
             // floor(a + b) - floor(a) - floor(b) is 0 or 1
-            dust += EnergyMath.value(maker.remainingWh, price) - EnergyMath.value(makerLeft, price) - value;
+            unchecked {
+                dust += EnergyMath.value(maker.remainingWh, price) - EnergyMath.value(makerLeft, price) - value;
+            }
         } else {
             position.soldWh += fillWh;
             position.received += uint64(value);
@@ -413,66 +431,45 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
             }
         }
         if (dust != 0) _accounts[maker.owner].balance += uint128(dust);
-    }
 
-    /// @dev Buffers a matching step's event: word 0 the maker order's id, word 1 `kind` (fill or
-    /// self-trade cancellation), two figures and the maker's address (see STEP_FILL). For a fill the
-    /// figures are the Wh filled and the Wh the maker has left; for a cancellation, the Wh that
-    /// left the book and the order's escrow dust.
-    function _recordStep(Taker memory taker, uint256 makerId, uint256 kind, uint256 a, uint256 b, address maker)
-        private
-        pure
-    {
-        uint256[] memory steps = taker.steps;
-        if (steps.length == 0) {
-            // first step of the transaction: room for every step an order may take
-            steps = taker.steps = new uint256[](4 * uint256(taker.params.fillCap));
-        }
-        uint256 i = 2 * taker.stepCount++;
-        steps[i] = makerId;
-        steps[i + 1] = kind | (a << STEP_A_SHIFT) | (b << STEP_B_SHIFT) | uint160(maker);
-    }
-
-    /// @dev Emits the buffered matching steps of the incoming order `takerId`, in matching order.
-    function _emitSteps(Taker memory taker, Incoming memory order, uint256 takerId) private {
-        uint256[] memory steps = taker.steps;
-        for (uint256 i = 0; i < 2 * taker.stepCount; i += 2) {
-            uint256 makerId = steps[i];
-            uint256 packed = steps[i + 1];
-            address maker = address(uint160(packed));
-            uint64 a = uint64((packed >> STEP_A_SHIFT) & STEP_FIELD_MASK);
-            uint64 b = uint64((packed >> STEP_B_SHIFT) & STEP_FIELD_MASK);
-            uint32 price = OrderIds.priceOf(makerId);
-            if (packed & STEP_FILL == 0) {
-                uint256 released = order.isBuy ? 0 : EnergyMath.value(a, price) + b;
-                emit OrderCancelled(order.slot, makerId, maker, a, released, CancelReason.SelfTrade);
-            } else if (order.isBuy) {
-                emit TradeExecuted(order.slot, taker.account, maker, takerId, makerId, price, a, false, b);
-            } else {
-                emit TradeExecuted(order.slot, maker, taker.account, makerId, takerId, price, a, true, b);
-            }
+        // every order entry point trades for msg.sender, so the taker is the caller
+        uint32 slot = OrderIds.slotOf(makerId);
+        if (OrderIds.isBuy(makerId)) {
+            emit TradeExecuted(slot, maker.owner, msg.sender, makerId, takerId, price, fillWh, true);
+        } else {
+            emit TradeExecuted(slot, msg.sender, maker.owner, takerId, makerId, price, fillWh, false);
         }
     }
 
-    /// @dev Appends the rest of an incoming order at the tail of its price level; returns its id.
-    function _rest(Incoming memory order, address owner, BookTop memory top) private returns (uint256 orderId) {
-        uint32 price = order.limit;
-        uint256 levelKey = OrderIds.levelKey(order.slot, order.isBuy, price);
+    /// @dev Appends `remainingWh` of an incoming order at the tail of its price level and returns
+    /// its id. `nonce` is the slot nonce the order already took for its id (it crossed the book,
+    /// so its level is empty), or 0 to take the level's next place.
+    function _rest(
+        uint32 slot,
+        bool isBuy,
+        uint32 price,
+        uint64 remainingWh,
+        address owner,
+        BookTop memory top,
+        uint32 nonce
+    ) private returns (uint256 orderId) {
+        uint256 levelKey = OrderIds.levelKey(slot, isBuy, price);
         Level memory level = _levels[levelKey];
         if (level.live == 0) {
-            level.head = level.tail = OrderIds.firstSeq(++top.nonce);
-            _prices[_bookKey(order.slot, order.isBuy)].set(price);
-            if (order.isBuy) {
+            level.head = level.tail = OrderIds.firstSeq(nonce == 0 ? ++top.nonce : nonce);
+            _prices[_bookKey(slot, isBuy)].set(price / _priceTick);
+            if (isBuy) {
                 if (price > top.bestBid) top.bestBid = price;
             } else if (top.bestAsk == 0 || price < top.bestAsk) {
                 top.bestAsk = price;
             }
+        } else {
+            ++level.tail;
         }
-        else ++level.tail;
         ++level.live;
         _levels[levelKey] = level;
         orderId = OrderIds.atLevel(levelKey, level.tail);
-        _orders[orderId] = Order(owner, uint48(order.remainingWh), 0);
+        _orders[orderId] = Order(owner, uint48(remainingWh), 0);
     }
 
     function _cancel(uint256 orderId) private {
@@ -497,7 +494,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         if (level.live == 1) {
             // the level empties; the slot's best price may now name it (see the contract's notes)
             delete _levels[levelKey];
-            _prices[_bookKey(slot, isBuy)].clear(price);
+            _prices[_bookKey(slot, isBuy)].clear(price / _priceTick);
         } else {
             --level.live;
             if (OrderIds.seqOf(orderId) == level.head) ++level.head;
@@ -512,8 +509,16 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     /// has emptied by a cancellation, the next price in the bitmap (whose levels are never empty).
     function _resolveBest(uint32 slot, bool isBuy, uint32 best) private view returns (uint32) {
         if (best == 0 || _levels[OrderIds.levelKey(slot, isBuy, best)].live != 0) return best;
-        PriceBitmap.Bitmap storage prices = _prices[_bookKey(slot, isBuy)];
-        return isBuy ? prices.highestAtOrBelow(best) : prices.lowestAtOrAbove(best);
+        return _bestFrom(_bookKey(slot, isBuy), isBuy, best);
+    }
+
+    /// @dev The best occupied price of a book side from `price` on, in priority order: the
+    /// highest bid at or below it, or the lowest ask at or above it (0 if none). `price` is a
+    /// multiple of the tick. The bitmap holds prices in ticks.
+    function _bestFrom(uint256 bookKey, bool isBuy, uint256 price) private view returns (uint32) {
+        uint256 tick = _priceTick;
+        PriceBitmap.Bitmap storage prices = _prices[bookKey];
+        return uint32(tick * (isBuy ? prices.highestAtOrBelow(price / tick) : prices.lowestAtOrAbove(price / tick)));
     }
 
     function _escrowOf(uint256 orderId, Order memory order) private pure returns (uint256) {

@@ -25,9 +25,14 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
 
     uint64 internal immutable _epoch;
     uint32 internal immutable _slotSeconds;
+    uint32 internal immutable _priceTick;
 
-    /// @notice Largest fill cap: matching buffers its events in memory (two words per fill or
-    /// self-trade cancellation), so the cap bounds that buffer too.
+    /// @notice Most price ticks a limit price may have: the market's price bitmap has three
+    /// levels of 256-bit words (2^24 ticks).
+    uint32 public constant MAX_PRICE_TICKS = 2 ** 24 - 1;
+
+    /// @notice Largest fill cap: it bounds the gas of one incoming order (each fill or other
+    /// matching step costs 2k-30k gas), and 256 steps already need several million.
     uint16 public constant MAX_FILL_CAP = 256;
 
     /// @dev The market parameters in one word: placing an order reads them with one cold read.
@@ -50,13 +55,16 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
         address admin,
         uint64 epoch,
         uint32 slotSeconds,
+        uint32 priceTick_,
         MarketParams memory params,
         Tariffs memory initialTariffs
     ) {
         if (admin == address(0)) revert RegistryZeroAddress();
         if (slotSeconds == 0) revert RegistryInvalidClock(epoch, slotSeconds);
+        if (priceTick_ == 0) revert RegistryInvalidPriceTick(priceTick_);
         _epoch = epoch;
         _slotSeconds = slotSeconds;
+        _priceTick = priceTick_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _setMarketParams(params);
         _setTariffs(initialTariffs);
@@ -131,7 +139,12 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
     }
 
     function _setMarketParams(MarketParams memory params) private {
-        if (params.minPricePerKwh == 0 || params.minPricePerKwh > params.maxPricePerKwh) {
+        uint32 tick = _priceTick;
+        if (
+            params.minPricePerKwh == 0 || params.minPricePerKwh > params.maxPricePerKwh
+                || params.minPricePerKwh % tick != 0 || params.maxPricePerKwh % tick != 0
+                || params.maxPricePerKwh / tick > MAX_PRICE_TICKS
+        ) {
             revert RegistryInvalidPriceBand(params.minPricePerKwh, params.maxPricePerKwh);
         }
         if (params.minQtyWh == 0) revert RegistryInvalidMinQty(params.minQtyWh);
@@ -160,6 +173,11 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
     /// @inheritdoc ICommunityRegistry
     function slotClock() external view returns (uint64 epoch, uint32 slotSeconds, uint32 gateSeconds) {
         return (_epoch, _slotSeconds, _market.gateSeconds);
+    }
+
+    /// @inheritdoc ICommunityRegistry
+    function priceTick() external view returns (uint32) {
+        return _priceTick;
     }
 
     /// @inheritdoc ICommunityRegistry

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 class MarketParams:
     """Mirrors ICommunityRegistry.MarketParams."""
 
-    min_price_per_kwh: int = 1
+    min_price_per_kwh: int = 1_000  # one price tick (CommunityConfig.price_tick)
     max_price_per_kwh: int = 1_000_000  # 1 token per kWh
     min_qty_wh: int = 10
     gate_seconds: int = 300  # trading for a slot closes 5 minutes before it starts
@@ -35,6 +35,10 @@ class Tariffs:
 @dataclass(frozen=True)
 class CommunityConfig:
     slot_seconds: int = 900
+    # limit prices are multiples of the tick, fixed at deployment: 0.001 token/kWh (0.1 cent/kWh
+    # for a euro token), so that one 256-bit word of the market's price bitmap covers 0.256
+    # token/kWh, the whole range between typical export and import tariffs
+    price_tick: int = 1_000
     market: MarketParams = MarketParams()
     tariffs: Tariffs = Tariffs()
     # dev chains: tokens minted to, and deposited by, each member created by `deploy --members`

@@ -59,6 +59,7 @@ def deploy_community(w3: Web3, config: CommunityConfig, members: int, progress: 
             token,
             epoch,
             config.slot_seconds,
+            config.price_tick,
             config.market.as_tuple(),
             config.tariffs.as_tuple(),
         )

@@ -252,6 +252,7 @@ class Market:
         self.address = deployment.market
         self.sender = sender or TxSender(w3)
         self._params: MarketParams | None = None
+        self._price_tick: int | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -263,6 +264,12 @@ class Market:
         if self._params is None:
             self._params = MarketParams(*self._view("marketParams")[0])
         return self._params
+
+    def price_tick(self) -> int:
+        """Limit prices are multiples of it (fixed at deployment)."""
+        if self._price_tick is None:
+            self._price_tick = int(self._view("priceTick")[0])
+        return self._price_tick
 
     def slot_clock(self) -> SlotClock:
         epoch, slot_seconds, gate_seconds = self._view("slotClock")

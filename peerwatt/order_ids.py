@@ -1,12 +1,10 @@
 """Order ids of the CDA market, as ``contracts/libraries/OrderIds.sol`` builds them.
 
-``id = slot << 97 | is_buy << 96 | price << 64 | seq``:
-
-* an order that rests has its limit price and its place ``seq`` in its price level's FIFO
-  queue; a level's places start at ``nonce << 32 | 1`` for a fresh per-slot nonce each time the
-  level is created (so ids never repeat);
-* an order that never rests (filled on arrival, or stopped by the fill cap) has price 0 and a
-  fresh per-slot nonce as ``seq``.
+``id = slot << 97 | is_buy << 96 | price << 64 | seq``: the order's limit price and its place
+``seq`` in that price level's FIFO queue. A level's places start at ``nonce << 32 | 1`` for a
+fresh per-slot nonce each time the level is created, so ids never repeat. An order that crosses
+the book takes the first place of a fresh level (a new nonce) before matching, whether or not
+anything of it is left to rest there; one that does not cross takes the next place of its level.
 """
 
 from __future__ import annotations
@@ -33,21 +31,12 @@ def first_seq(nonce: int) -> int:
     return (nonce << 32) + 1
 
 
-def transient_order_id(slot: int, is_buy: bool, nonce: int) -> int:
-    """Id of an order that never rested, numbered with the slot's ``nonce``."""
-    return order_id_at(slot, is_buy, 0, nonce)
-
-
 @dataclass(frozen=True)
 class OrderIdParts:
     slot: int
     is_buy: bool
-    price_per_kwh: int  # 0 for an order that never rested
+    price_per_kwh: int
     seq: int
-
-    @property
-    def rested(self) -> bool:
-        return self.price_per_kwh != 0
 
 
 def decode_order_id(order_id: int) -> OrderIdParts:

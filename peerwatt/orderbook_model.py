@@ -27,10 +27,11 @@ Rules (pinned in DESIGN.md section 4, mirrored here step by step):
   (self-trade cancellations and gaps). If it stops that way while the book still crosses
   (best opposite price crosses the limit, whatever its owner), the rest of the incoming order
   is cancelled (reason FILL_CAP, nothing is taken from the balance for it); otherwise it rests.
-* The incoming order's id is decided after matching (a place in its level if it rests, else a
-  transient id), so its events come after matching: ``OrderPlaced``, then each fill
-  (``TradeExecuted``) and self-trade cancellation in matching order, then the FILL_CAP
-  cancellation if any.
+* Order ids: an order that does not cross the book rests at once and takes its place in its
+  level; one that crosses takes the first place of a fresh level at its limit price (a new
+  slot nonce) before matching -- the book never crosses, so that level is empty -- and rests
+  there if anything is left. Its events: ``OrderPlaced``, then each fill (``TradeExecuted``)
+  and self-trade cancellation in matching order, then the FILL_CAP cancellation if any.
 * Orders are placed and cancelled only before their slot's gate closure; from gate closure
   on anyone may expire them (reason EXPIRED, escrow back to the owner).
 * Fills are booked in positions per (slot, member): bought/sold Wh, paid/received base
@@ -60,7 +61,7 @@ from typing import TypeAlias
 
 from peerwatt.config import MarketParams
 from peerwatt.errors import ContractRevertError
-from peerwatt.order_ids import first_seq, order_id_at, transient_order_id
+from peerwatt.order_ids import first_seq, order_id_at
 from peerwatt.slots import SlotClock
 from peerwatt.units import MAX_QTY_WH, value_of
 
@@ -88,6 +89,7 @@ ZERO_ADDRESS = "0x" + "0" * 40
 
 UINT24_MAX = 2**24 - 1  # Order.escrowDust
 MAX_FILL_CAP = 256  # CommunityRegistry.MAX_FILL_CAP
+MAX_PRICE_TICKS = 2**24 - 1  # CommunityRegistry.MAX_PRICE_TICKS
 UINT64_MAX = 2**64 - 1  # Position fields
 UINT128_MAX = 2**128 - 1  # Account.balance
 PANIC_ARITHMETIC_OVERFLOW = 0x11  # Solidity Panic(uint256) code of checked arithmetic
@@ -219,7 +221,6 @@ class TradeExecuted(_Event):
     price_per_kwh: int
     qty_wh: int
     maker_is_buy: bool
-    maker_remaining_wh: int
 
     @property
     def value(self) -> int:
@@ -334,9 +335,10 @@ def _to_uint(value: int, bits: int) -> int:
     return value
 
 
-def _check_params(params: MarketParams) -> None:
+def _check_params(params: MarketParams, price_tick: int) -> None:
     """CommunityRegistry._setMarketParams checks, in its order."""
-    if params.min_price_per_kwh == 0 or params.min_price_per_kwh > params.max_price_per_kwh:
+    low, high = params.min_price_per_kwh, params.max_price_per_kwh
+    if low == 0 or low > high or low % price_tick or high % price_tick or high // price_tick > MAX_PRICE_TICKS:
         raise ModelRevert(
             "RegistryInvalidPriceBand",
             minPricePerKwh=params.min_price_per_kwh,
@@ -359,13 +361,18 @@ class OrderBookModel:
     250_000, 1_000, now=timestamp)``); views return the contract's structs as records.
     """
 
-    def __init__(self, epoch: int, slot_seconds: int, params: MarketParams | None = None) -> None:
-        """Mirrors the CdaMarket constructor (clock and market parameters; the admin and the
-        tariffs do not affect the order book)."""
+    def __init__(
+        self, epoch: int, slot_seconds: int, params: MarketParams | None = None, *, price_tick: int = 1
+    ) -> None:
+        """Mirrors the CdaMarket constructor (clock, price tick and market parameters; the admin
+        and the tariffs do not affect the order book). A tick of 1 allows every price."""
         params = MarketParams() if params is None else params
         if slot_seconds == 0:
             raise ModelRevert("RegistryInvalidClock", epoch=epoch, slotSeconds=slot_seconds)
-        _check_params(params)
+        if price_tick == 0:
+            raise ModelRevert("RegistryInvalidPriceTick", priceTick=price_tick)
+        self.price_tick = price_tick
+        _check_params(params, price_tick)
         self.epoch = epoch
         self.slot_seconds = slot_seconds
         self._state = _State(params=params)
@@ -408,7 +415,7 @@ class OrderBookModel:
     def set_market_params(self, params: MarketParams) -> None:
         """ICommunityRegistry.setMarketParams (role checks are not modelled)."""
         with self._transaction() as state:
-            _check_params(params)
+            _check_params(params, self.price_tick)
             state.params = params
             self._emit(MarketParamsUpdated(*params.as_tuple()))
 
@@ -520,6 +527,8 @@ class OrderBookModel:
                 minPricePerKwh=params.min_price_per_kwh,
                 maxPricePerKwh=params.max_price_per_kwh,
             )
+        if price % self.price_tick:
+            raise ModelRevert("MarketPriceOffTick", pricePerKwh=price, priceTick=self.price_tick)
         if request.qty_wh < params.min_qty_wh:
             raise ModelRevert("MarketQuantityTooSmall", qtyWh=request.qty_wh, minQtyWh=params.min_qty_wh)
         if request.qty_wh > MAX_QTY_WH:
@@ -535,22 +544,28 @@ class OrderBookModel:
     def _place(self, state: _State, member: str, balance: int, request: OrderRequest, now: int) -> tuple[int, int]:
         """CdaMarket._place: validate, match, then rest or cancel the remainder.
 
-        Returns the order id and the taker's balance after the order."""
+        An order that crosses the best opposite price takes its id (the first place of a fresh
+        level at its limit price, a new slot nonce) before matching; one that does not cross
+        rests at once. Returns the order id and the taker's balance after the order."""
         self._validate(state, member, balance, request, now)
-        slot, is_buy, limit = request.slot, request.is_buy, request.price_per_kwh
-        remaining = request.qty_wh
+        slot, is_buy, limit, qty = request.slot, request.is_buy, request.price_per_kwh, request.qty_wh
+        opposite = state.levels.setdefault((slot, not is_buy), {})
+        if not self._crosses(opposite, is_buy, limit):
+            order_id = self._rest(state, member, slot, is_buy, limit, qty, nonce=None)
+            self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, qty))
+            return order_id, balance - (value_of(qty, limit) if is_buy else 0)
+
+        nonce = state.nonces[slot] = state.nonces.get(slot, 0) + 1
+        order_id = order_id_at(slot, is_buy, limit, first_seq(nonce))
+        self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, qty))
+        remaining = qty
         traded_wh = traded_value = 0
         fills = skips = 0
         capped = False
-        # matching steps, emitted once the order's id is known: (maker order, fill Wh or None
-        # for a self-trade cancellation, maker Wh left)
-        steps: list[tuple[_Order, int | None, int]] = []
-        opposite = state.levels.setdefault((slot, not is_buy), {})
         fill_cap = state.params.fill_cap
-        while remaining:
+        while remaining and self._crosses(opposite, is_buy, limit):
             best = self._best(opposite, not is_buy)
-            if best is None or (best > limit if is_buy else best < limit):
-                break  # the book does not cross (any more)
+            assert best is not None
             level = opposite[best]
             while remaining and level.live:
                 if fills == fill_cap or skips == fill_cap:
@@ -566,15 +581,18 @@ class OrderBookModel:
                     level.head += 1
                     level.live -= 1
                     balance += maker.escrow
-                    steps.append((copy.copy(maker), None, maker.remaining_wh))
+                    self._emit(
+                        OrderCancelled(
+                            slot, maker.order_id, member, maker.remaining_wh, maker.escrow, CancelReason.SELF_TRADE
+                        )
+                    )
                     skips += 1
                 else:
                     fill_wh = min(maker.remaining_wh, remaining)
-                    traded_value += self._fill_maker(state, maker, fill_wh)
+                    traded_value += self._fill_maker(state, maker, fill_wh, member, order_id)
                     if maker.remaining_wh == 0:
                         level.head += 1
                         level.live -= 1
-                    steps.append((maker, fill_wh, maker.remaining_wh))
                     remaining -= fill_wh
                     traded_wh += fill_wh
                     fills += 1
@@ -582,13 +600,14 @@ class OrderBookModel:
                 break  # filled (or capped) inside this level
             del opposite[best]
 
-        if remaining and not capped:
-            order_id = self._rest(state, member, slot, is_buy, limit, remaining)
-            if is_buy:
-                balance -= value_of(remaining, limit)
-        else:
-            state.nonces[slot] = state.nonces.get(slot, 0) + 1
-            order_id = transient_order_id(slot, is_buy, state.nonces[slot])
+        if remaining:
+            if capped:
+                refunded = value_of(remaining, limit) if is_buy else 0
+                self._emit(OrderCancelled(slot, order_id, member, remaining, refunded, CancelReason.FILL_CAP))
+            else:
+                self._rest(state, member, slot, is_buy, limit, remaining, nonce=nonce)
+                if is_buy:
+                    balance -= value_of(remaining, limit)
         if traded_wh:
             position = state.positions.setdefault((slot, member), _Position())
             if is_buy:
@@ -598,49 +617,36 @@ class OrderBookModel:
             else:
                 position.sold_wh = _checked_add(position.sold_wh, traded_wh, 64)
                 position.received = _checked_add(position.received, traded_value, 64)
-
-        self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, request.qty_wh))
-        for maker, fill_wh, maker_left in steps:
-            if fill_wh is None:
-                self._emit(
-                    OrderCancelled(slot, maker.order_id, member, maker_left, maker.escrow, CancelReason.SELF_TRADE)
-                )
-            elif is_buy:
-                self._emit(
-                    TradeExecuted(
-                        slot, member, maker.owner, order_id, maker.order_id, maker.price_per_kwh, fill_wh, False,
-                        maker_left,
-                    )
-                )
-            else:
-                self._emit(
-                    TradeExecuted(
-                        slot, maker.owner, member, maker.order_id, order_id, maker.price_per_kwh, fill_wh, True,
-                        maker_left,
-                    )
-                )
-        if capped:
-            refunded = value_of(remaining, limit) if is_buy else 0
-            self._emit(OrderCancelled(slot, order_id, member, remaining, refunded, CancelReason.FILL_CAP))
         return order_id, balance
 
-    def _rest(self, state: _State, member: str, slot: int, is_buy: bool, price: int, remaining: int) -> int:
-        """CdaMarket._rest: appends the order at the tail of its level; returns its id."""
+    def _crosses(self, opposite: dict[int, _Level], is_buy: bool, limit: int) -> bool:
+        """Whether the best price of the other side crosses ``limit``."""
+        best = self._best(opposite, not is_buy)
+        return best is not None and (best <= limit if is_buy else best >= limit)
+
+    def _rest(
+        self, state: _State, member: str, slot: int, is_buy: bool, price: int, remaining: int, nonce: int | None
+    ) -> int:
+        """CdaMarket._rest: appends the order at the tail of its level; returns its id. ``nonce``
+        is the one an order that crossed the book took for its id (its level is empty), or None
+        to take the level's next place."""
         levels = state.levels.setdefault((slot, is_buy), {})
         level = levels.get(price)
         if level is None:
-            state.nonces[slot] = state.nonces.get(slot, 0) + 1
-            level = levels[price] = _Level(head=first_seq(state.nonces[slot]), tail=first_seq(state.nonces[slot]))
+            if nonce is None:
+                nonce = state.nonces[slot] = state.nonces.get(slot, 0) + 1
+            level = levels[price] = _Level(head=first_seq(nonce), tail=first_seq(nonce))
         else:
+            assert nonce is None, "an order that crossed the book finds its own level empty"
             level.tail += 1
         level.live += 1
         order_id = order_id_at(slot, is_buy, price, level.tail)
         state.orders[order_id] = _Order(order_id, member, slot, is_buy, price, remaining)
         return order_id
 
-    def _fill_maker(self, state: _State, maker: _Order, fill_wh: int) -> int:
-        """CdaMarket._fillMaker: the one path that fills a resting order (its events are the
-        caller's). Returns the value; ``maker.remaining_wh`` is what the maker has left."""
+    def _fill_maker(self, state: _State, maker: _Order, fill_wh: int, taker: str, taker_order_id: int) -> int:
+        """CdaMarket._fillMaker: the one path that fills a resting order. Returns the value;
+        ``maker.remaining_wh`` is what the maker has left."""
         price = maker.price_per_kwh
         value = value_of(fill_wh, price)
         maker_left = maker.remaining_wh - fill_wh
@@ -665,6 +671,12 @@ class OrderBookModel:
         if dust:
             acc = state.accounts[maker.owner]
             acc.balance = _checked_add(acc.balance, dust, 128)
+
+        if maker.is_buy:
+            trade = TradeExecuted(maker.slot, maker.owner, taker, maker.order_id, taker_order_id, price, fill_wh, True)
+        else:
+            trade = TradeExecuted(maker.slot, taker, maker.owner, taker_order_id, maker.order_id, price, fill_wh, False)
+        self._emit(trade)
         return value
 
     def cancel_order(self, member: str, order_id: int, *, now: int) -> None:

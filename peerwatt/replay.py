@@ -78,13 +78,14 @@ class ReplayFailedError(ConflictError):
 
 @dataclass(frozen=True)
 class CommunityRules:
-    """What a row must satisfy on chain: a known member, the market's price band and minimum
-    quantity, a slot still open at chain time ``now``."""
+    """What a row must satisfy on chain: a known member, the market's price band and tick, its
+    minimum quantity, a slot still open at chain time ``now``."""
 
     members: Collection[str]
     params: MarketParams
     clock: SlotClock
     now: int
+    price_tick: int = 1
 
     def problem(self, row: ReplayRow) -> str | None:
         if row.member not in self.members:
@@ -97,6 +98,8 @@ class CommunityRules:
             return (
                 f"price {order.price_per_kwh} outside the band [{params.min_price_per_kwh}, {params.max_price_per_kwh}]"
             )
+        if order.price_per_kwh % self.price_tick:
+            return f"price {order.price_per_kwh} not a multiple of the price tick {self.price_tick}"
         if order.qty_wh < params.min_qty_wh:
             return f"qty_wh {order.qty_wh} below the minimum {params.min_qty_wh}"
         if order.qty_wh > MAX_QTY_WH:

@@ -147,7 +147,9 @@ def logs() -> Callable[..., list[Any]]:
 
 @pytest.fixture(scope="session")
 def config() -> CommunityConfig:
-    return CommunityConfig()
+    """The defaults, but a price tick of 1 base unit: tests place orders at any price (the
+    tick's own tests deploy with a larger one)."""
+    return CommunityConfig(price_tick=1)
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +204,14 @@ def deploy_market(
     """A CdaMarket with the clock and tariffs of ``config`` (and its market params unless given)."""
     params = config.market if params is None else params
     return container.deploy(
-        admin, token, epoch, config.slot_seconds, params.as_tuple(), config.tariffs.as_tuple(), {"from": admin}
+        admin,
+        token,
+        epoch,
+        config.slot_seconds,
+        config.price_tick,
+        params.as_tuple(),
+        config.tariffs.as_tuple(),
+        {"from": admin},
     )
 
 
@@ -234,7 +243,7 @@ def market(
 def model(market: Any, members: list[Any], config: CommunityConfig) -> OrderBookModel:
     """A reference model in the state of the freshly deployed ``market``."""
     epoch, slot_seconds, _ = market.slotClock()
-    model = OrderBookModel(epoch, slot_seconds, config.market)
+    model = OrderBookModel(epoch, slot_seconds, config.market, price_tick=market.priceTick())
     for member in members:
         model.add_member(str(member))
         model.deposit(str(member), config.member_deposit_base_units)

@@ -7,8 +7,8 @@ pragma solidity 0.8.37;
 /// `qtyWh * pricePerKwh / 1000` tokens from the member's deposited balance. The events are
 /// enough to rebuild every book and balance from logs alone.
 ///
-/// Order ids (see {OrderIds}) encode slot, side, price and place in the price level's queue;
-/// an order that never rests has price 0 in its id. A cancelled order leaves a gap in its queue
+/// Order ids (see {OrderIds}) encode slot, side, limit price and place in the price level's
+/// queue. A cancelled order leaves a gap in its queue
 /// that matching steps over later; the fill cap bounds fills, and separately the other matching
 /// steps (self-trade cancellations and gaps), per incoming order.
 interface ICdaMarket {
@@ -49,6 +49,7 @@ interface ICdaMarket {
     error MarketNotMember(address account);
     error MarketInsufficientBalance(address member, uint256 balance, uint256 needed);
     error MarketPriceOutOfBand(uint32 pricePerKwh, uint32 minPricePerKwh, uint32 maxPricePerKwh);
+    error MarketPriceOffTick(uint32 pricePerKwh, uint32 priceTick);
     error MarketQuantityTooSmall(uint64 qtyWh, uint64 minQtyWh);
     error MarketQuantityTooLarge(uint64 qtyWh, uint64 maxQtyWh);
     error MarketGateClosed(uint32 slot, uint64 gateClosure, uint64 timestamp);
@@ -72,8 +73,7 @@ interface ICdaMarket {
         uint256 escrowReleased,
         CancelReason reason
     );
-    /// @notice A fill at the resting (maker) order's price; `makerRemainingWh` is what the maker
-    /// order has left after it.
+    /// @notice A fill at the resting (maker) order's price; `makerIsBuy` tells which side rested.
     event TradeExecuted(
         uint32 indexed slot,
         address indexed buyer,
@@ -82,8 +82,7 @@ interface ICdaMarket {
         uint256 sellOrderId,
         uint32 pricePerKwh,
         uint64 qtyWh,
-        bool makerIsBuy,
-        uint64 makerRemainingWh
+        bool makerIsBuy
     );
 
     /// @notice Moves `amount` settlement tokens from the caller into its market balance.
@@ -96,12 +95,12 @@ interface ICdaMarket {
     function withdraw(uint256 amount) external;
 
     /// @notice Places a limit order for `slot` and matches it at once (DESIGN.md section 4).
-    /// @dev Requirements: caller is an active member; price within the band; quantity at least
-    /// the minimum; before the slot's gate closure; for a buy, balance covers the escrow.
+    /// @dev Requirements: caller is an active member; price within the band and a multiple of the
+    /// price tick; quantity at least the minimum; before the slot's gate closure; for a buy,
+    /// balance covers the escrow.
     /// Emits {OrderPlaced}, then {TradeExecuted} per fill and {OrderCancelled} per self-trade
     /// cancellation or fill-cap remainder.
-    /// @return orderId the new order's id (unique; it identifies the order in every event). It is
-    /// decided after matching, so {OrderPlaced} and the fills follow the matching in the log.
+    /// @return orderId the new order's id (unique; it identifies the order in every event).
     function placeOrder(uint32 slot, bool isBuy, uint32 pricePerKwh, uint64 qtyWh) external returns (uint256 orderId);
 
     /// @notice Places several orders of the caller in one transaction, in array order; the result

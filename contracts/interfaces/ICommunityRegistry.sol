@@ -7,8 +7,9 @@ pragma solidity 0.8.37;
 interface ICommunityRegistry {
     /// @notice Parameters of the continuous double auction, one storage word.
     struct MarketParams {
-        uint32 minPricePerKwh; // lowest accepted limit price, >= 1
-        uint32 maxPricePerKwh; // highest accepted limit price
+        uint32 minPricePerKwh; // lowest accepted limit price, >= 1; a multiple of the price tick
+        uint32 maxPricePerKwh; // highest accepted limit price; a multiple of the price tick, at
+        // most MAX_PRICE_TICKS ticks
         uint64 minQtyWh; // smallest accepted order quantity, >= 1
         uint32 gateSeconds; // trading for a slot closes this long before the slot starts
         uint16 fillCap; // most fills (and, separately, other matching steps) per incoming order, 1..256
@@ -24,6 +25,7 @@ interface ICommunityRegistry {
     error RegistryAlreadyMember(address account);
     error RegistryNotMember(address account);
     error RegistryInvalidClock(uint64 epoch, uint32 slotSeconds);
+    error RegistryInvalidPriceTick(uint32 priceTick);
     error RegistryInvalidPriceBand(uint32 minPricePerKwh, uint32 maxPricePerKwh);
     error RegistryInvalidMinQty(uint64 minQtyWh);
     error RegistryInvalidFillCap(uint16 fillCap);
@@ -71,6 +73,10 @@ interface ICommunityRegistry {
     /// @notice The slot clock: slot `s` starts at `epoch + s * slotSeconds`; its trading closes
     /// `gateSeconds` earlier.
     function slotClock() external view returns (uint64 epoch, uint32 slotSeconds, uint32 gateSeconds);
+
+    /// @notice Limit prices are whole multiples of this many base units per kWh (fixed at
+    /// deployment, like the slot clock).
+    function priceTick() external view returns (uint32);
 
     /// @notice The slot in delivery now (0 before the epoch).
     function currentSlot() external view returns (uint32);

@@ -6,6 +6,8 @@ library EnergyMath {
     /// @dev Value of `qtyWh` at `pricePerKwh`, rounded down: the same figure for payer and payee.
     /// Cannot overflow: both factors are below 2^64.
     function value(uint64 qtyWh, uint32 pricePerKwh) internal pure returns (uint256) {
-        return (uint256(qtyWh) * pricePerKwh) / 1000;
+        unchecked {
+            return (uint256(qtyWh) * pricePerKwh) / 1000;
+        }
     }
 }

@@ -2,13 +2,13 @@
 pragma solidity 0.8.37;
 
 /// @title Order ids of the CDA market: where an order rests, packed in one number
-/// @notice `id = slot << 97 | isBuy << 96 | price << 64 | seq` (129 bits).
-///  - An order that rests gets its limit price and its place `seq` in the FIFO queue of its
-///    price level, so the id is also its storage key and the queue needs no links. A level's
-///    places start at `nonce << 32` for a fresh per-slot `nonce` each time the level is created,
-///    so ids never repeat although an emptied level's storage is deleted.
-///  - An order that never rests (filled on arrival, or stopped by the fill cap) gets price 0,
-///    which no resting order has (prices are >= 1), and a fresh per-slot `nonce` as `seq`.
+/// @notice `id = slot << 97 | isBuy << 96 | price << 64 | seq` (129 bits): an order's limit
+/// price and its place `seq` in the FIFO queue of that price level, so the id is also the
+/// order's storage key and the queue needs no links. A level's places start at
+/// `nonce << 32 | 1` for a fresh per-slot `nonce` each time the level is created, so ids never
+/// repeat although an emptied level's storage is deleted. An order that crosses the book takes
+/// the first place of a fresh level at its limit price before matching (the book never
+/// crosses, so that level is empty), whether or not anything of it is left to rest there.
 /// `id >> 64` is the key of the order's price level (slot, side, price).
 library OrderIds {
     uint256 private constant SEQ_BITS = 64;
@@ -26,11 +26,6 @@ library OrderIds {
     /// @dev First place of a level created with the slot's `nonce` (places follow it).
     function firstSeq(uint32 nonce) internal pure returns (uint64) {
         return (uint64(nonce) << 32) + 1;
-    }
-
-    /// @dev Id of an order of `slot` that never rested, numbered with the slot's `nonce`.
-    function transient(uint32 slot, bool isBuy, uint32 nonce) internal pure returns (uint256) {
-        return atLevel(levelKey(slot, isBuy, 0), nonce);
     }
 
     function levelOf(uint256 orderId) internal pure returns (uint256) {

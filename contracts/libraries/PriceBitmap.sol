@@ -3,31 +3,31 @@ pragma solidity 0.8.37;
 
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
-/// @title Set of occupied uint32 price levels with constant-cost best-price search
-/// @notice A four-level radix bitmap (256-bit words, 8 bits of the price per level):
+/// @title Set of occupied price levels (indices below 2^24) with constant-cost best-price search
+/// @notice A three-level radix bitmap (256-bit words, 8 bits of the index per level):
 ///
-///     depth 3: one word, bit = price >> 24            ("which depth-2 words are non-empty")
-///     depth 2: word price >> 24, bit = (price >> 16) & 0xff
-///     depth 1: word price >> 16, bit = (price >> 8) & 0xff
-///     depth 0: word price >> 8,  bit = price & 0xff     (one bit per price level)
+///     depth 2: one word, bit = index >> 16            ("which depth-1 words are non-empty")
+///     depth 1: word index >> 16, bit = (index >> 8) & 0xff
+///     depth 0: word index >> 8,  bit = index & 0xff     (one bit per price level)
 ///
-/// A word is stored under key `depth << 32 | wordIndex`. Setting or clearing a price touches
+/// A word is stored under key `depth << 32 | wordIndex`. Setting or clearing an index touches
 /// one word, plus its parents only when a word turns non-empty or empty; searching reads at
-/// most seven words, whatever the number of levels in the book.
+/// most five words, whatever the number of levels in the book. The market indexes prices in
+/// ticks, so one depth-0 word covers 256 ticks.
 library PriceBitmap {
     struct Bitmap {
         mapping(uint256 key => uint256 bits) words;
     }
 
-    uint256 private constant DEPTHS = 4;
+    uint256 private constant DEPTHS = 3;
 
     function _key(uint256 depth, uint256 wordIndex) private pure returns (uint256) {
         return (depth << 32) | wordIndex;
     }
 
-    /// @dev Marks `price` as occupied.
-    function set(Bitmap storage self, uint32 price) internal {
-        uint256 position = price;
+    /// @dev Marks `index` as occupied.
+    function set(Bitmap storage self, uint256 index) internal {
+        uint256 position = index;
         for (uint256 depth = 0; depth < DEPTHS; ++depth) {
             uint256 key = _key(depth, position >> 8);
             uint256 word = self.words[key];
@@ -37,9 +37,9 @@ library PriceBitmap {
         }
     }
 
-    /// @dev Marks `price` as free.
-    function clear(Bitmap storage self, uint32 price) internal {
-        uint256 position = price;
+    /// @dev Marks `index` as free.
+    function clear(Bitmap storage self, uint256 index) internal {
+        uint256 position = index;
         for (uint256 depth = 0; depth < DEPTHS; ++depth) {
             uint256 key = _key(depth, position >> 8);
             uint256 word = self.words[key] & ~(uint256(1) << (position & 0xff));
@@ -49,9 +49,9 @@ library PriceBitmap {
         }
     }
 
-    /// @dev Lowest occupied price >= `price` (0 if none).
-    function lowestAtOrAbove(Bitmap storage self, uint256 price) internal view returns (uint32) {
-        uint256 position = price;
+    /// @dev Lowest occupied index >= `index` (0 if none).
+    function lowestAtOrAbove(Bitmap storage self, uint256 index) internal view returns (uint256) {
+        uint256 position = index;
         for (uint256 depth = 0; depth < DEPTHS; ++depth) {
             uint256 wordIndex = position >> 8;
             uint256 word = self.words[_key(depth, wordIndex)] & (type(uint256).max << (position & 0xff));
@@ -61,9 +61,9 @@ library PriceBitmap {
         return 0;
     }
 
-    /// @dev Highest occupied price <= `price` (0 if none).
-    function highestAtOrBelow(Bitmap storage self, uint256 price) internal view returns (uint32) {
-        uint256 position = price;
+    /// @dev Highest occupied index <= `index` (0 if none).
+    function highestAtOrBelow(Bitmap storage self, uint256 index) internal view returns (uint256) {
+        uint256 position = index;
         for (uint256 depth = 0; depth < DEPTHS; ++depth) {
             uint256 wordIndex = position >> 8;
             uint256 bit = position & 0xff;
@@ -81,13 +81,13 @@ library PriceBitmap {
     }
 
     /// @dev From a set bit at `depth`, walks down to depth 0 taking the lowest (or highest) bit.
-    function _descend(Bitmap storage self, uint256 depth, uint256 position, bool lowest) private view returns (uint32) {
+    function _descend(Bitmap storage self, uint256 depth, uint256 position, bool lowest) private view returns (uint256) {
         while (depth > 0) {
             --depth;
             uint256 word = self.words[_key(depth, position)];
             position = (position << 8) | (lowest ? _lowestBit(word) : Math.log2(word));
         }
-        return uint32(position);
+        return position;
     }
 
     function _lowestBit(uint256 word) private pure returns (uint256) {

@@ -49,6 +49,9 @@ def deploy(
     members: Annotated[Optional[int], typer.Option("--members", min=0, help=_MEMBERS_HELP)] = None,
     slot_seconds: Annotated[int, _uint(32, "Slot length.", minimum=1)] = _DEFAULTS.slot_seconds,
     gate_seconds: Annotated[int, _uint(32, "Gate closure lead time.")] = _MARKET.gate_seconds,
+    price_tick: Annotated[
+        int, _uint(32, "Limit prices are multiples of it, base units/kWh (fixed).", minimum=1)
+    ] = _DEFAULTS.price_tick,
     min_price: Annotated[int, _uint(32, "Lowest limit price, base units/kWh.")] = _MARKET.min_price_per_kwh,
     max_price: Annotated[int, _uint(32, "Highest limit price, base units/kWh.")] = _MARKET.max_price_per_kwh,
     min_qty: Annotated[int, _uint(64, "Smallest order, Wh.")] = _MARKET.min_qty_wh,
@@ -62,6 +65,7 @@ def deploy(
     config = replace(
         _DEFAULTS,
         slot_seconds=slot_seconds,
+        price_tick=price_tick,
         market=MarketParams(min_price, max_price, min_qty, gate_seconds, fill_cap),
         tariffs=Tariffs(import_price, export_price),
     )
@@ -227,7 +231,7 @@ def orders_replay(
         raise InputError(f"--ids-out {ids_out}: no directory {ids_out.parent}")
     market = context(ctx).market()
     rules = replay_file.CommunityRules(
-        market.deployment.members, market.market_params(), market.slot_clock(), market.now()
+        market.deployment.members, market.market_params(), market.slot_clock(), market.now(), market.price_tick()
     )
     rows = replay_file.read_rows(file, rules)
     result = replay_file.replay(market, rows)

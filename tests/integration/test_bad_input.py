@@ -43,9 +43,14 @@ def cancel(member: str, order_id: int) -> list[object]:
 
 
 def test_price_outside_the_band(community: Cli, slot: int) -> None:
-    band = "minPricePerKwh=1, maxPricePerKwh=1000000"
-    refused(community, place(slot, price=1_000_001), EX_DATAERR, f"MarketPriceOutOfBand(pricePerKwh=1000001, {band})")
+    band = "minPricePerKwh=1000, maxPricePerKwh=1000000"
+    refused(community, place(slot, price=1_001_000), EX_DATAERR, f"MarketPriceOutOfBand(pricePerKwh=1001000, {band})")
     refused(community, place(slot, side="sell", price=0), EX_DATAERR, f"MarketPriceOutOfBand(pricePerKwh=0, {band})")
+
+
+def test_price_off_the_tick(community: Cli, slot: int) -> None:
+    expected = "MarketPriceOffTick(pricePerKwh=250500, priceTick=1000)"
+    refused(community, place(slot, price=250_500), EX_DATAERR, expected)
 
 
 @pytest.mark.parametrize("qty", [0, 9])
@@ -95,11 +100,13 @@ def test_malformed_csv_rows_are_reported_with_line_numbers(community: Cli, slot:
             "cancel,zzz,member0,,,,",  # line 6
             f"place,e,member1,{slot},buy,2000000,1000",  # line 7: outside the band
             f"place,f,member1,{slot},buy,240000",  # line 8: short row
+            f"place,g,member1,{slot},buy,240500,1000",  # line 9: off the price tick
         ],
     )
     result = community.fails("orders", "replay", orders, code=EX_USAGE)
     message = result.stderr
-    assert "6 bad rows, nothing sent" in message
+    assert "7 bad rows, nothing sent" in message
+    assert "line 9: price 240500 not a multiple of the price tick 1000" in message
     for line in (3, 4, 5, 6, 7, 8):
         assert f"line {line}:" in message
     assert "line 2:" not in message
@@ -128,6 +135,9 @@ def test_invalid_deploy_parameters(community: Cli) -> None:
     band = "RegistryInvalidPriceBand(minPricePerKwh=5, maxPricePerKwh=4)"
     refused(community, ["deploy", "--min-price", 5, "--max-price", 4], EX_DATAERR, band)
     refused(community, ["deploy", "--fill-cap", 0], EX_DATAERR, "RegistryInvalidFillCap(fillCap=0)")
+    refused(community, ["deploy", "--fill-cap", 257], EX_DATAERR, "RegistryInvalidFillCap(fillCap=257)")
+    off_tick = "RegistryInvalidPriceBand(minPricePerKwh=1000, maxPricePerKwh=1000000)"
+    refused(community, ["deploy", "--price-tick", 7], EX_DATAERR, off_tick)
     refused(community, ["deploy", "--members", 60], EX_USAGE, "needs 61 unlocked accounts")
 
 

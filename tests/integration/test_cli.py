@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from peerwatt_cli import ENGINES, Cli, write_csv
 
-from peerwatt.order_ids import first_seq, order_id_at, transient_order_id
+from peerwatt.order_ids import first_seq, order_id_at
 
 TRADE_HEADER = "slot,buy_order,sell_order,buyer,seller,price,qty_wh,maker_side,tx_hash"
 
@@ -50,9 +50,10 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     assert "next open slot" in cli.ok("slot").stdout
     slot = slot_info["next_open_slot"] + 1  # open for at least one more slot length
 
-    # ids (peerwatt.order_ids): a resting order's place in its price level, created with the
-    # slot's next nonce; an order that never rests takes the next nonce as a transient id
+    # ids (peerwatt.order_ids): an order's place in its price level; a level is created with the
+    # slot's next nonce, and an order that crosses the book takes a fresh level's first place
     ask_1 = order_id_at(slot, False, 240_000, first_seq(1))
+    bid_2 = order_id_at(slot, True, 250_000, first_seq(2))
     # two orders: the buy fills 1500 Wh of the resting ask at the ask's price
     placed = cli.ok(*place("member0", slot, "sell", 240_000, 2000))
     assert placed.stdout.startswith(f"order {ask_1}:") and "2000 Wh resting" in placed.stdout
@@ -69,7 +70,7 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     [trade] = csv_rows(trades_csv)
     assert trade["buyer"] == address["member1"] and trade["seller"] == address["member0"]
     assert (trade["buy_order"], trade["sell_order"], trade["price"], trade["qty_wh"], trade["maker_side"]) == (
-        str(transient_order_id(slot, True, 2)), str(ask_1), "240000", "1500", "sell",
+        str(bid_2), str(ask_1), "240000", "1500", "sell",
     )  # fmt: skip
     assert trade["tx_hash"].startswith("0x") and len(trade["tx_hash"]) == 66
 
@@ -89,14 +90,14 @@ def test_main_flow(engine: str, new_cli: Callable[[], Cli], tmp_path: Path) -> N
     assert "replayed 5 rows" in replayed.stdout and "4 orders placed, 1 cancelled, 2 trades" in replayed.stdout
     assert "orders/s" in replayed.stdout
     r1, r2 = order_id_at(slot, False, 245_000, first_seq(3)), order_id_at(slot, False, 246_000, first_seq(4))
-    r3, r4 = order_id_at(slot, True, 230_000, first_seq(5)), transient_order_id(slot, True, 6)
+    r3, r4 = order_id_at(slot, True, 230_000, first_seq(5)), order_id_at(slot, True, 246_000, first_seq(6))
     assert csv_rows(ids_out.read_text()) == [
         {"ref": ref, "order_id": str(order_id)} for ref, order_id in (("r1", r1), ("r2", r2), ("r3", r3), ("r4", r4))
     ]
 
     trades = cli.ok("trades", "--slot", slot, "--format", "json").json()
     assert [(t["buy_order"], t["sell_order"], t["price"], t["qty_wh"], t["maker_side"]) for t in trades] == [
-        (transient_order_id(slot, True, 2), ask_1, 240_000, 1500, "sell"),
+        (bid_2, ask_1, 240_000, 1500, "sell"),
         (r4, ask_1, 240_000, 500, "sell"),  # price-time priority: the best ask first
         (r4, r1, 245_000, 700, "sell"),
     ]

@@ -61,11 +61,11 @@ def test_batch_outcomes_and_self_trade(market: Market, slot: int) -> None:
 
 
 def test_fill_cap_drops_the_rest_of_a_crossing_order(market: Market, slot: int) -> None:
-    market.place_batch("member0", [OrderRequest(slot, Side.SELL, 200_000 + i, 100) for i in range(3)])
+    market.place_batch("member0", [OrderRequest(slot, Side.SELL, 200_000 + 1_000 * i, 100) for i in range(3)])
     [taker] = market.place_batch("member1", [OrderRequest(slot, Side.BUY, 210_000, 500)])
     assert taker.traded_wh == 200 and taker.dropped_wh == 300 and taker.resting_wh == 0
     assert [c.reason for c in taker.events.cancellations] == [CancelReason.FILL_CAP]
-    assert [(o.price_per_kwh, o.remaining_wh) for o in market.book_side(slot, Side.SELL)] == [(200_002, 100)]
+    assert [(o.price_per_kwh, o.remaining_wh) for o in market.book_side(slot, Side.SELL)] == [(202_000, 100)]
     assert market.book_side(slot, Side.BUY) == []
 
 

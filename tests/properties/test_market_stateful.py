@@ -409,7 +409,7 @@ def community(market, token, config, admin, manager, members, outsider, clock, w
     params = replace(config.market, min_price_per_kwh=PRICE_BAND[0], max_price_per_kwh=PRICE_BAND[1], fill_cap=FILL_CAP)
     market.setMarketParams(params.as_tuple(), {"from": admin})
     epoch, slot_seconds, _ = market.slotClock()
-    model = OrderBookModel(epoch, slot_seconds, params)
+    model = OrderBookModel(epoch, slot_seconds, params, price_tick=market.priceTick())
     for member in members:  # what the market fixture did, then the withdrawals below
         model.add_member(str(member))
         model.deposit(str(member), config.member_deposit_base_units)

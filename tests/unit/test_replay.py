@@ -25,7 +25,8 @@ from peerwatt.units import MAX_QTY_WH
 HEADER = "action,ref,member,slot,side,price,qty_wh"
 CLOCK = SlotClock(epoch=1_000_000, slot_seconds=900, gate_seconds=300)
 NOW = CLOCK.slot_start(10)  # slot 10 in delivery; slots >= 11 are open
-RULES = CommunityRules(("alice", "bob"), MarketParams(), CLOCK, NOW)
+TICK = 1_000
+RULES = CommunityRules(("alice", "bob"), MarketParams(), CLOCK, NOW, TICK)
 
 
 def parse(*rows: str, header: str = HEADER, rules: CommunityRules | None = None) -> list[ReplayRow]:
@@ -138,16 +139,18 @@ def test_community_rules() -> None:
         f"place,r6,alice,11,sell,240000,{MAX_QTY_WH + 1}",  # 7: above the market's maximum
         "place,r7,alice,10,sell,240000,1000",  # 8: slot in delivery
         "cancel,r1,carol,,,,",  # 9: unknown member (and not carol's)
+        "place,r8,alice,11,sell,240500,1000",  # 10: off the price tick
         rules=RULES,
     )
     assert found == {
         3: "unknown member 'carol'",
-        4: f"price {params.max_price_per_kwh + 1} outside the band [1, {params.max_price_per_kwh}]",
-        5: f"price 0 outside the band [1, {params.max_price_per_kwh}]",
+        4: f"price {params.max_price_per_kwh + 1} outside the band [1000, {params.max_price_per_kwh}]",
+        5: f"price 0 outside the band [1000, {params.max_price_per_kwh}]",
         6: f"qty_wh {params.min_qty_wh - 1} below the minimum {params.min_qty_wh}",
         7: f"qty_wh {MAX_QTY_WH + 1} above the maximum {MAX_QTY_WH}",
         8: f"slot 10 closed for trading at {CLOCK.gate_closure(10)} (chain time {NOW})",
         9: "ref 'r1' (line 2) is an order of alice, not of carol",
+        10: f"price 240500 not a multiple of the price tick {TICK}",
     }
 
 
