@@ -29,7 +29,7 @@ MARKET = "CdaMarket"
 # Gas bounds for transactions sent without an estimate (an estimate runs on the state before
 # earlier, still unmined transactions, so it can be too low). An order costs at most its own
 # bookkeeping plus `fill_cap` fills and `fill_cap` other steps: self-trade cancellations and gaps
-# (benchmarks/gas.py: a fill costs 13k-28k, resting a new price level up to 138k); the bounds
+# (benchmarks/gas.py: a fill costs 12k-27k, resting a new price level up to 115k); the bounds
 # leave ample room.
 ORDER_BASE_GAS = 250_000
 FILL_GAS = 60_000
