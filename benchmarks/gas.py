@@ -16,8 +16,10 @@ import random
 from pathlib import Path
 from typing import Any, Callable
 
+from community import launch_community
+
 from peerwatt.config import CommunityConfig
-from peerwatt.toolchain import PROJECT_ROOT, apply_toolchain_env
+from peerwatt.toolchain import PROJECT_ROOT
 
 MEMBERS = 16
 PRICE = 250_000
@@ -49,38 +51,10 @@ class Bench:
     """A deployed community on a Brownie-launched anvil, reset to a snapshot per scenario."""
 
     def __init__(self, port: int) -> None:
-        apply_toolchain_env()
-        from brownie import accounts, chain, network, project
-        from brownie._config import CONFIG
-
-        self.chain = chain
-        settings = CONFIG.networks["peerwatt-anvil"]["cmd_settings"]
-        settings["port"], settings["accounts"] = port, MEMBERS + 2
-        self.project = project.load(str(PROJECT_ROOT), name="PeerwattGasBench")
-        network.connect("peerwatt-anvil")
-        network.gas_price("auto")
-        config = CommunityConfig()
-        admin = accounts[0]
-        self.token = self.project.PeerwattToken.deploy(admin, "Peerwatt Euro", "PWEUR", {"from": admin})
-        self.market = self.project.CdaMarket.deploy(
-            admin,
-            self.token,
-            config.epoch_for(chain.time()),
-            config.slot_seconds,
-            config.price_tick,
-            config.market.as_tuple(),
-            config.tariffs.as_tuple(),
-            {"from": admin},
-        )
-        self.market.grantRole(self.market.MANAGER_ROLE(), admin, {"from": admin})
-        self.members = list(accounts[1 : MEMBERS + 1])
-        for member in self.members:
-            self.market.addMember(member, {"from": admin})
-            self.token.mint(member, 10**13, {"from": admin})
-            self.token.approve(self.market, 2**256 - 1, {"from": member})
-            self.market.deposit(10**12, {"from": member})
+        community = launch_community(port, MEMBERS, "PeerwattGasBench")
+        self.chain, self.market, self.members = community.chain, community.market, community.members
         self.slot = self.market.nextOpenSlot() + 1
-        chain.snapshot()
+        self.chain.snapshot()
 
     def place(self, member: int, is_buy: bool, price: int = PRICE, qty: int = QTY) -> Any:
         return self.market.placeOrder(self.slot, is_buy, price, qty, {"from": self.members[member]})
