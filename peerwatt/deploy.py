@@ -1,5 +1,6 @@
-"""Deploys a community (settlement token + CDA market) from the node's first account and, on a
-dev chain, registers and funds members from the node's other accounts.
+"""Deploys a community (settlement token, CDA market, meter oracle) from the node's first account
+and, on a dev chain, registers and funds members from the node's other accounts and gives each a
+meter key (kept in the dev key store, :mod:`peerwatt.dev_keys`).
 
 Used by ``peerwatt deploy`` and by ``scripts/deploy.py`` (Brownie's web3); both pass a Web3.
 """
@@ -7,6 +8,8 @@ Used by ``peerwatt deploy`` and by ``scripts/deploy.py`` (Brownie's web3); both 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from web3 import Web3
 
@@ -14,6 +17,7 @@ from peerwatt import artifacts
 from peerwatt.chain import chain_id, dev_engine, latest_timestamp, request
 from peerwatt.config import CommunityConfig
 from peerwatt.deployment import Deployment
+from peerwatt.dev_keys import DevMeterKey, create_dev_keys, key_store_path, save_dev_keys
 from peerwatt.errors import InputError, PeerwattError
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import TxSender, call, estimate_gas
@@ -29,8 +33,24 @@ def member_name(index: int) -> str:
     return f"member{index}"
 
 
-def deploy_community(w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None) -> Deployment:
-    """Deploys the contracts with ``config`` and registers ``members`` dev accounts.
+@dataclass(frozen=True)
+class DeployedCommunity:
+    deployment: Deployment
+    meter_keys: list[DevMeterKey] = field(default_factory=list)  # dev members' meter keys
+
+    def save(self, path: Path) -> Path:
+        """Writes the deployment file to ``path`` and the dev meter keys beside it."""
+        self.deployment.save(path)
+        if self.meter_keys:
+            save_dev_keys(key_store_path(path), self.meter_keys)
+        return path
+
+
+def deploy_community(
+    w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None
+) -> DeployedCommunity:
+    """Deploys the contracts with ``config`` and registers ``members`` dev accounts, each with a
+    fresh meter key.
 
     The market's constructor is dry-run first, so invalid parameters are reported (with the
     registry's custom error) before anything is deployed.
@@ -77,22 +97,35 @@ def deploy_community(w3: Web3, config: CommunityConfig, members: int, progress: 
         sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(manager_role, deployer))
     )
 
+    say("deploying MeterOracle")
+    oracle_init = artifacts.constructor_data("MeterOracle", market)
+    oracle = _created(sender.mined(sender.send(deployer, None, oracle_init)).contract_address)
+
     member_accounts: list[str] = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
+    named = {member_name(index): account for index, account in enumerate(member_accounts)}
+    keys = create_dev_keys(named)
     if member_accounts:
-        say(f"registering and funding {len(member_accounts)} members")
+        say(f"registering and funding {len(member_accounts)} members, each with a meter key")
         fund_members(sender, deployer, token, market, member_accounts, config)
+        register = artifacts.function("MeterOracle", "registerMeter")
+        sender.all_mined(
+            [sender.send(deployer, oracle, register.encode(key.address, named[key.member], 0)) for key in keys]
+        )
 
     block = request(w3, "eth_getBlockByNumber", [hex(market_receipt.block_number), False])
-    return Deployment(
+    deployment = Deployment(
         chain_id=chain_id(w3),
         token=w3.to_checksum_address(token),
         market=w3.to_checksum_address(market),
+        oracle=w3.to_checksum_address(oracle),
         deployer=w3.to_checksum_address(deployer),
         deploy_block=market_receipt.block_number,
         deploy_block_hash=block["hash"],
         slot_clock=SlotClock(epoch, config.slot_seconds, config.market.gate_seconds),
-        members={member_name(index): account for index, account in enumerate(member_accounts)},
+        members=named,
+        meters={key.member: key.address for key in keys},
     )
+    return DeployedCommunity(deployment, keys)
 
 
 def fund_members(

@@ -20,7 +20,7 @@ from peerwatt.errors import InputError, NotFoundError
 from peerwatt.slots import SlotClock
 
 DEPLOYMENT_ENV = "PEERWATT_DEPLOYMENT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the meter oracle and the members' meters
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,13 @@ class Deployment:
     chain_id: int
     token: str
     market: str
+    oracle: str
     deployer: str
     deploy_block: int
     deploy_block_hash: str
     slot_clock: SlotClock
     members: dict[str, str] = field(default_factory=dict)  # name -> address, in registration order
+    meters: dict[str, str] = field(default_factory=dict)  # member name -> its meter key's address
 
     def member_address(self, name: str) -> str:
         """Address of the member called ``name``."""
@@ -52,7 +54,7 @@ class Deployment:
         return {
             "version": FORMAT_VERSION,
             "chain_id": self.chain_id,
-            "contracts": {"PeerwattToken": self.token, "CdaMarket": self.market},
+            "contracts": {"PeerwattToken": self.token, "CdaMarket": self.market, "MeterOracle": self.oracle},
             "deployer": self.deployer,
             "deploy_block": self.deploy_block,
             "deploy_block_hash": self.deploy_block_hash,
@@ -62,6 +64,7 @@ class Deployment:
                 "gate_seconds": self.slot_clock.gate_seconds,
             },
             "members": self.members,
+            "meters": self.meters,
         }
 
     @classmethod
@@ -71,11 +74,13 @@ class Deployment:
             chain_id=int(data["chain_id"]),
             token=data["contracts"]["PeerwattToken"],
             market=data["contracts"]["CdaMarket"],
+            oracle=data["contracts"]["MeterOracle"],
             deployer=data["deployer"],
             deploy_block=int(data["deploy_block"]),
             deploy_block_hash=data["deploy_block_hash"],
             slot_clock=SlotClock(int(clock["epoch"]), int(clock["slot_seconds"]), int(clock["gate_seconds"])),
             members=dict(data.get("members", {})),
+            meters=dict(data.get("meters", {})),
         )
 
     def save(self, path: Path) -> Path:

@@ -17,8 +17,12 @@ from peerwatt.deployment import Deployment, deployment_path
 
 
 def main(members: int | str = DEFAULT_DEV_MEMBERS) -> Deployment:
-    deployment = deploy_community(web3, CommunityConfig(), int(members), progress=print)
-    path = deployment.save(deployment_path(None, deployment.chain_id))
-    print(f"CdaMarket {deployment.market}, PeerwattToken {deployment.token}, {len(deployment.members)} members")
+    community = deploy_community(web3, CommunityConfig(), int(members), progress=print)
+    deployment = community.deployment
+    path = community.save(deployment_path(None, deployment.chain_id))
+    print(
+        f"CdaMarket {deployment.market}, PeerwattToken {deployment.token}, MeterOracle {deployment.oracle}, "
+        f"{len(deployment.members)} members"
+    )
     print(f"deployment file: {path}")
     return deployment

@@ -15,6 +15,7 @@ from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, n
 from peerwatt.config import CommunityConfig, MarketParams, Tariffs
 from peerwatt.deploy import DEFAULT_DEV_MEMBERS, deploy_community
 from peerwatt.deployment import deployment_path
+from peerwatt.dev_keys import key_store_path
 from peerwatt.errors import InputError
 from peerwatt.market import TRADE_COLUMNS, CancelReason, OrderRequest, RestingOrder, Side
 from peerwatt.order_ids import ORDER_ID_BITS
@@ -71,17 +72,21 @@ def deploy(
     )
     if members is None:
         members = DEFAULT_DEV_MEMBERS if dev_engine(w3) is not None else 0
-    deployment = deploy_community(w3, config, members, progress=note)
-    path = deployment.save(deployment_path(app_ctx.deployment_option, deployment.chain_id))
+    community = deploy_community(w3, config, members, progress=note)
+    deployment = community.deployment
+    path = community.save(deployment_path(app_ctx.deployment_option, deployment.chain_id))
     typer.echo(f"deployed on chain {deployment.chain_id} at block {deployment.deploy_block}")
     typer.echo(f"  PeerwattToken {deployment.token}")
     typer.echo(f"  CdaMarket     {deployment.market}")
+    typer.echo(f"  MeterOracle   {deployment.oracle}")
     if deployment.members:
         typer.echo(
             f"  {len(deployment.members)} members ({', '.join(deployment.members)}), each with "
-            f"{format_tokens(config.member_deposit_base_units)} tokens deposited"
+            f"{format_tokens(config.member_deposit_base_units)} tokens deposited and a meter key"
         )
     typer.echo(f"deployment file: {path}")
+    if community.meter_keys:
+        typer.echo(f"dev meter keys: {key_store_path(path)} (plain text: dev chains only)")
 
 
 @app.command()

@@ -8,27 +8,41 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from peerwatt_cli import Cli, free_port, stop_quietly
 
 from peerwatt.chain import connect
 from peerwatt.deployment import load_checked
+from peerwatt.dev_keys import key_store_path, load_dev_keys
 from peerwatt.errors import ContractRevertError
 from peerwatt.market import CancelReason, Market, OrderRequest, Side
+from peerwatt.transactions import call
 from peerwatt.order_ids import first_seq, order_id_at
 
 FILL_CAP = 2
 
 
 @pytest.fixture(scope="module")
-def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Market]:
+def community(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    """A 3-member community deployed by the CLI on its own anvil."""
     cli = Cli(tmp_path_factory.mktemp("client"), free_port())
     try:
         cli.ok("chain", "start", "--engine", "anvil")
         cli.ok("deploy", "--members", 3, "--fill-cap", FILL_CAP)
-        w3 = connect(cli.rpc_url)
-        yield Market(w3, load_checked(w3, Path(cli.deployment))[0])
+        yield cli
     finally:
         stop_quietly(cli.port)
+
+
+@pytest.fixture(scope="module")
+def deployment_file(community: Cli) -> Path:
+    return Path(community.deployment)
+
+
+@pytest.fixture(scope="module")
+def market(community: Cli, deployment_file: Path) -> Market:
+    w3 = connect(community.rpc_url)
+    return Market(w3, load_checked(w3, deployment_file)[0])
 
 
 _SLOT_OFFSETS = itertools.count(1)
@@ -82,6 +96,19 @@ def test_trades_in_execution_order(market: Market, slot: int) -> None:
     ]
     assert trades[0].value == 23_000
     assert market.trades(slot + 1000) == []
+
+
+def test_deploy_gives_each_dev_member_a_registered_meter_key(market: Market, deployment_file: Path) -> None:
+    deployment = market.deployment
+    keys = load_dev_keys(key_store_path(deployment_file))
+    assert [key.member for key in keys] == list(deployment.members) == list(deployment.meters)
+    for key in keys:
+        assert Account.from_key(key.private_key).address == key.address == deployment.meters[key.member]
+        member, _, from_slot, until_slot, has_reading, *_ = call(
+            market.w3, deployment.oracle, "MeterOracle", "meter", key.address
+        )[0]
+        assert member.lower() == deployment.members[key.member].lower()
+        assert (from_slot, until_slot, has_reading) == (0, 2**32 - 1, False)
 
 
 def test_a_missing_order_is_a_decoded_revert(market: Market) -> None:
