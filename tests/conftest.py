@@ -1,9 +1,11 @@
 """Shared fixtures for the contract and property tests.
 
 A community is deployed once per module (token and market with the defaults of
-``peerwatt.config``, epoch at the start of the current slot), with a manager, four funded
-members that approved the market and deposited, and an outsider. Every chain test starts from
-a snapshot of it (``fn_isolation``, autouse for tests/contracts and tests/properties).
+``peerwatt.config`` but a price tick of 1, epoch at the start of the current slot), with a
+manager, four funded members that approved the market and deposited, and an outsider. Every
+chain test starts from a snapshot of it (``fn_isolation``, autouse for tests/contracts and
+tests/properties). ``deploy_community`` adds markets with another tick or parameters to it
+(``ticked_market``: the default tick of 1000).
 
 This file is also loaded by plain pytest runs of tests/unit and tests/integration (without
 the Brownie plugin): nothing here touches Brownie unless a chain test asks for it.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -221,6 +223,21 @@ def token(module_isolation: None, PeerwattToken: Any, admin: Any) -> Any:
     return PeerwattToken.deploy(admin, "Peerwatt Euro", "PWEUR", {"from": admin})
 
 
+def register_members(
+    market: Any, token: Any, config: CommunityConfig, admin: Any, manager: Any, members: list[Any]
+) -> Any:
+    """Gives ``manager`` MANAGER_ROLE in ``market`` and registers ``members`` (ids 1.. in order),
+    each funded with ``config.member_funding_base_units``, approved and with
+    ``config.member_deposit_base_units`` deposited. Returns the market."""
+    market.grantRole(market.MANAGER_ROLE(), manager, {"from": admin})
+    for member in members:
+        market.addMember(member, {"from": manager})
+        token.mint(member, config.member_funding_base_units, {"from": admin})
+        token.approve(market, MAX_UINT256, {"from": member})
+        market.deposit(config.member_deposit_base_units, {"from": member})
+    return market
+
+
 @pytest.fixture(scope="module")
 def market(
     CdaMarket: Any, token: Any, chain: Any, config: CommunityConfig, admin: Any, manager: Any, members: list[Any]
@@ -230,13 +247,31 @@ def market(
     ``config.member_funding_base_units``, approved and with ``config.member_deposit_base_units``
     deposited."""
     market = deploy_market(CdaMarket, admin, token, config, config.epoch_for(chain.time()))
-    market.grantRole(market.MANAGER_ROLE(), manager, {"from": admin})
-    for member in members:
-        market.addMember(member, {"from": manager})
-        token.mint(member, config.member_funding_base_units, {"from": admin})
-        token.approve(market, MAX_UINT256, {"from": member})
-        market.deposit(config.member_deposit_base_units, {"from": member})
-    return market
+    return register_members(market, token, config, admin, manager, members)
+
+
+@pytest.fixture(scope="module")
+def deploy_community(
+    CdaMarket: Any, token: Any, chain: Any, admin: Any, manager: Any, members: list[Any]
+) -> Callable[[CommunityConfig], Any]:
+    """``deploy_community(config)``: another market like the ``market`` fixture's (same token,
+    manager and members, epoch at the start of the current slot) but with ``config``'s price
+    tick and parameters. Called from a module-scoped fixture, the market is deployed once per
+    module; from a test, once per test."""
+
+    def deploy(config: CommunityConfig) -> Any:
+        market = deploy_market(CdaMarket, admin, token, config, config.epoch_for(chain.time()))
+        return register_members(market, token, config, admin, manager, members)
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def ticked_market(deploy_community: Callable[[CommunityConfig], Any], config: CommunityConfig) -> Any:
+    """A second community market with CommunityConfig's default price tick (1000 base units per
+    kWh) and the default parameters (band [1000, 1_000_000], both multiples of it); the
+    ``market`` fixture's tick is 1."""
+    return deploy_community(replace(config, price_tick=CommunityConfig().price_tick))
 
 
 @pytest.fixture
@@ -312,36 +347,45 @@ def clock(chain: Any, web3: Any, market: Any) -> ChainClock:
 # ------------------------------------------------------------------ state snapshots
 
 
-def next_order_id(market: Any, member: Any, slot: int) -> int | str:
-    """The id a sell of ``member`` at the top of the price band would get in ``slot`` if it were
-    placed one second before the slot's gate closure: an ``eth_call`` with that block time, so
-    nothing changes and the answer does not depend on the time now. It shows the slot's id
-    nonce (or the tail of the ask level at that price, if there is one), which no view returns.
-    A call that would revert gives its error as the node reports it."""
+def next_order_ids(market: Any, member: Any, slot: int) -> tuple[int | str, int | str]:
+    """The ids a buy and a sell of ``member`` at the top of the price band (minimum quantity)
+    would get in ``slot`` if placed one second before the slot's gate closure: ``eth_call``s
+    with that block time, so nothing changes and the answer does not depend on the time now.
+
+    Together they show the slot's id nonce, which no view returns: an order takes the next
+    nonce when it crosses the book or creates a level, and shows only a level's tail when it
+    joins one without crossing. The sell shows the nonce unless an ask level rests at the top;
+    then the best ask is at most the top, so the buy crosses it and shows the nonce. A call that
+    would revert gives its error as the node reports it."""
     from brownie import web3
 
     params = market.marketParams()
-    request = {
-        "from": str(member),
-        "to": market.address,
-        "data": market.placeOrder.encode_input(slot, False, params[1], params[2]),
-    }
     block = {"time": hex(max(market.gateClosure(slot) - 1, 0))}
-    response = web3.provider.make_request("eth_call", [request, "latest", {}, block])
-    if "error" in response:
-        return repr(response["error"])
-    return int(market.placeOrder.decode_output(response["result"]))
+    ids: list[int | str] = []
+    for is_buy in (True, False):
+        request = {
+            "from": str(member),
+            "to": market.address,
+            "data": market.placeOrder.encode_input(slot, is_buy, params[1], params[2]),
+        }
+        response = web3.provider.make_request("eth_call", [request, "latest", {}, block])
+        if "error" in response:
+            ids.append(repr(response["error"]))
+        else:
+            ids.append(int(market.placeOrder.decode_output(response["result"])))
+    return ids[0], ids[1]
 
 
 def market_state(market: Any, token: Any, accounts: Iterable[Any], slots: Iterable[int]) -> dict[str, Any]:
     """Everything a failed call must leave as it was: the next order ids of ``slots`` (see
-    :func:`next_order_id`, asked for the first account), balances (market and token), both
-    sides of the books of ``slots`` with their best prices, and positions."""
+    :func:`next_order_ids`, asked for the first account), balances (market and token), both
+    sides of the books of ``slots`` with their best prices, positions, membership and the
+    market parameters."""
     accounts = list(accounts)
     slots = list(slots)
     return to_plain_dict(
         {
-            "next_order_ids": [next_order_id(market, accounts[0], s) for s in slots],
+            "next_order_ids": [next_order_ids(market, accounts[0], s) for s in slots],
             "token_held": token.balanceOf(market),
             "balances": [market.balanceOf(account) for account in accounts],
             "wallets": [token.balanceOf(account) for account in accounts],
@@ -362,9 +406,10 @@ def to_plain_dict(state: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def snapshot_state(market: Any, token: Any, members: list[Any], outsider: Any) -> Callable[..., dict[str, Any]]:
     """``snapshot_state(slot, ...)``: the market state of all members, the outsider and the
-    given slots, to compare before and after a call that must change nothing."""
+    given slots, to compare before and after a call that must change nothing; ``market=``
+    another market of the same token (see ``deploy_community``)."""
 
-    def take(*slots: int) -> dict[str, Any]:
+    def take(*slots: int, market: Any = market) -> dict[str, Any]:
         return market_state(market, token, [*members, outsider], slots)
 
     return take

@@ -3,9 +3,10 @@ rules of DESIGN.md section 4 one by one, gaps left by cancellations, cancellatio
 views, positions and escrow.
 
 Order ids are not sequential (peerwatt.order_ids): a test takes them from ``tx.return_value``
-or computes them with :func:`resting_id` / ``transient_order_id`` from the slot's id nonce,
-which counts, from 1, the price levels created and the orders that never rested, in the order
-they happen (shared by both sides of a slot).
+or computes them with :func:`resting_id` / :func:`crossing_id` from the slot's id nonce, which
+counts, from 1, the price levels created by orders that do not cross the book and the orders
+that cross it (each takes a fresh level at its limit price before matching), in the order they
+happen (shared by both sides of a slot).
 
 Every rejected call is checked twice: it reverts with the custom error and its arguments, and
 it leaves the market as it was (``snapshot_state``). SafeERC20FailedOperation is the only
@@ -19,13 +20,15 @@ import brownie
 import pytest
 
 from peerwatt.config import CommunityConfig
-from peerwatt.order_ids import decode_order_id, first_seq, order_id_at, transient_order_id
-from peerwatt.orderbook_model import CancelReason, OrderRequest
+from peerwatt.order_ids import decode_order_id, first_seq, order_id_at
+from peerwatt.orderbook_model import MAX_PRICE_TICKS, CancelReason, OrderRequest
 from peerwatt.units import MAX_QTY_WH, value_of
 
 PRICE = 250_000  # 0.25 token per kWh
 QTY = 1_000  # Wh
-MAX_UINT32 = 2**32 - 1
+TICK = 1_000  # the price tick of the markets that test it (the ``market`` fixture's is 1)
+WIDE_TICK = 256  # the largest tick whose MAX_PRICE_TICKS ticks fit in uint32
+TOP_PRICE = MAX_PRICE_TICKS * WIDE_TICK  # the highest price any market accepts: 2^32 - 256
 BY_MEMBER, SELF_TRADE, FILL_CAP, EXPIRED = (int(reason) for reason in CancelReason)
 MIN_QTY = CommunityConfig().market.min_qty_wh  # the deployed defaults (tests/conftest.py)
 DEPOSIT = CommunityConfig().member_deposit_base_units
@@ -39,6 +42,7 @@ TESTED_ERRORS = {
     "MarketNotOrderOwner",
     "MarketOrderNotExpired",
     "MarketOrderNotFound",
+    "MarketPriceOffTick",
     "MarketPriceOutOfBand",
     "MarketQuantityTooLarge",
     "MarketQuantityTooSmall",
@@ -48,6 +52,7 @@ TESTED_ERRORS = {
     "RegistryInvalidFillCap",
     "RegistryInvalidMinQty",
     "RegistryInvalidPriceBand",
+    "RegistryInvalidPriceTick",
     "RegistryInvalidTariffs",
     "RegistryNotMember",
     "RegistryZeroAddress",
@@ -74,6 +79,13 @@ def resting_id(slot, is_buy, price, nonce, place=0):
     return order_id_at(slot, is_buy, price, first_seq(nonce) + place)
 
 
+def crossing_id(slot, is_buy, price, nonce):
+    """Id of an order that crossed the book when the slot's next id nonce was ``nonce``: the
+    first place of a fresh level at its limit price, taken before matching, whether the order
+    then rests there (the rest of a partial fill) or never rests (filled, or capped)."""
+    return resting_id(slot, is_buy, price, nonce)
+
+
 def ids_of(orders):
     """The order ids of a ``bookSide`` result."""
     return [order[0] for order in orders]
@@ -89,10 +101,12 @@ def test_constants_and_empty_views(market, token, slot, plain, error_pattern):
     assert market.MAX_QTY_WH() == MAX_QTY_WH
     assert market.token() == token
     assert market.MAX_FILL_CAP() == 256
+    assert market.MAX_PRICE_TICKS() == MAX_PRICE_TICKS == 2**24 - 1
+    assert market.priceTick() == 1  # tests/conftest.py's config
     assert plain(market.bestPrices(slot)) == (0, 0)
     assert plain(market.bookSide(slot, True, 10)) == ()
     assert plain(market.bookSide(slot, False, 10)) == ()
-    for order_id in (1, resting_id(slot, True, PRICE, 1), transient_order_id(slot, True, 1)):
+    for order_id in (1, resting_id(slot, True, PRICE, 1), resting_id(slot, False, PRICE, 1), 2**256 - 1):
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", order_id)):
             market.getOrder(order_id)
 
@@ -268,6 +282,81 @@ def test_band_edges_accepted(market, admin, config, alice, slot, plain):
     assert plain(market.bestPrices(slot)) == (100, 200)
 
 
+# ------------------------------------------------------------------------ price tick
+
+
+def test_orders_on_the_tick_are_accepted(ticked_market, alice, bob, plain, logs):
+    """With a tick of 1000 (the ``ticked_market`` fixture) every multiple of it in the band is a
+    price: the band's edges and prices in between rest, show in the views and trade."""
+    market = ticked_market
+    slot = market.nextOpenSlot() + 1
+    assert market.priceTick() == TICK
+    low, high = plain(market.marketParams())[:2]
+    assert (low, high) == (TICK, 1_000 * TICK)
+    top = sell(market, alice, slot, high, 10).return_value
+    ask = sell(market, alice, slot, PRICE + TICK, 10).return_value
+    bid = buy(market, bob, slot, low, 10).return_value
+    assert plain(market.bestPrices(slot)) == (low, PRICE + TICK)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [ask, top]
+    assert [top, ask, bid] == [
+        resting_id(slot, False, high, 1),
+        resting_id(slot, False, PRICE + TICK, 2),
+        resting_id(slot, True, low, 3),
+    ]
+    tx = buy(market, bob, slot, PRICE + 2 * TICK, 10)
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, tx.return_value, ask, PRICE + TICK, 10, False)]
+    assert tx.return_value == crossing_id(slot, True, PRICE + 2 * TICK, 4)
+
+
+@pytest.mark.parametrize(
+    "is_buy, price",
+    [(True, TICK + 1), (True, 150_001), (False, 119_999), (False, PRICE + TICK - 1), (False, 1_000 * TICK - 1)],
+)
+def test_orders_off_the_tick_revert_and_change_nothing(
+    ticked_market, alice, bob, snapshot_state, error_pattern, is_buy, price
+):
+    """A price inside the band that is not a multiple of the tick reverts MarketPriceOffTick,
+    also in a batch (the earlier good order is rolled back). The book has an order on each side
+    (150_000 and 120_000), which 150_001 and 119_999 would cross."""
+    market = ticked_market
+    slot = market.nextOpenSlot() + 1
+    sell(market, bob, slot, 150_000, QTY)
+    buy(market, bob, slot, 120_000, QTY)
+    before = snapshot_state(slot, market=market)
+    pattern = error_pattern("MarketPriceOffTick", price, TICK)
+    with brownie.reverts(revert_pattern=pattern):
+        market.placeOrder(slot, is_buy, price, QTY, {"from": alice})
+    with brownie.reverts(revert_pattern=pattern):
+        market.placeOrders([(slot, False, 150_000, QTY), (slot, is_buy, price, QTY)], {"from": alice})
+    assert snapshot_state(slot, market=market) == before
+
+
+def test_the_tick_is_checked_after_the_band_and_before_the_rest(ticked_market, alice, snapshot_state, error_pattern):
+    """Validation order with a tick: price band, price tick, minimum quantity, maximum quantity,
+    gate, balance. An off-tick price outside the band is out of band; inside it, it is off the
+    tick whatever else is wrong with the order."""
+    market = ticked_market
+    slot = market.nextOpenSlot() + 1
+    closed = market.currentSlot()
+    low, high = TICK, 1_000 * TICK
+    huge = DEPOSIT  # value_of(DEPOSIT, 1_500) is far above the balance
+    before = snapshot_state(slot, closed, market=market)
+    checks = [
+        ((slot, True, low - 1, QTY), ("MarketPriceOutOfBand", low - 1, low, high)),
+        ((slot, False, high + 1, QTY), ("MarketPriceOutOfBand", high + 1, low, high)),
+        ((closed, True, 1, 0), ("MarketPriceOutOfBand", 1, low, high)),
+        ((closed, True, 1_500, 0), ("MarketPriceOffTick", 1_500, TICK)),
+        ((closed, True, 1_500, MAX_QTY_WH + 1), ("MarketPriceOffTick", 1_500, TICK)),
+        ((slot, True, 1_500, huge), ("MarketPriceOffTick", 1_500, TICK)),
+        ((closed, True, 2_000, 0), ("MarketQuantityTooSmall", 0, MIN_QTY)),
+        ((slot, True, 2_000, huge), ("MarketInsufficientBalance", alice, DEPOSIT, value_of(huge, 2_000))),
+    ]
+    for request, error in checks:
+        with brownie.reverts(revert_pattern=error_pattern(*error)):
+            market.placeOrder(*request, {"from": alice})
+    assert snapshot_state(slot, closed, market=market) == before
+
+
 # ------------------------------------------------------------------------- order ids
 
 
@@ -287,7 +376,6 @@ def test_resting_ids_encode_slot_side_price_and_place(market, alice, bob, slot, 
     for tx, expected in placed:
         assert tx.return_value == expected
         parts = decode_order_id(expected)
-        assert parts.rested
         view = plain(market.getOrder(expected))
         assert (view[0], view[2], view[3], view[4]) == (expected, parts.slot, parts.is_buy, parts.price_per_kwh)
     ids = [expected for _, expected in placed]
@@ -296,41 +384,90 @@ def test_resting_ids_encode_slot_side_price_and_place(market, alice, bob, slot, 
     assert ids_of(plain(market.bookSide(slot + 1, True, 10))) == [ids[1], ids[6]]
 
 
-def test_orders_that_never_rest_get_transient_ids(
+def test_crossing_orders_take_the_first_place_of_a_fresh_level(
     market, admin, config, alice, bob, carol, dave, slot, logs, plain, snapshot_state, error_pattern
 ):
-    """An order filled on arrival, or stopped by the fill cap, gets price 0 in its id and the
-    slot's next nonce as its place; level creations and such orders take the nonces in the
-    order they happen. Such an id names no order afterwards."""
+    """An order that crosses the book takes the slot's next nonce before matching: its id is the
+    first place of a fresh level at its limit price (the book never crosses, so that level is
+    empty), known before any fill, so every event of the order carries it. Filled on arrival or
+    stopped by the fill cap, it keeps that id, which names no order afterwards; partly filled,
+    it rests there as the level's first order (no second nonce) and later orders at its price
+    queue behind it. Level creations and crossing orders take the nonces in the order they
+    happen."""
     set_params(market, admin, config, fill_cap=1)
     asks = [sell(market, who, slot, PRICE, 100).return_value for who in (bob, carol, dave)]  # nonce 1
-    tx = buy(market, alice, slot, PRICE, 100)  # filled on arrival: nonce 2
-    filled = transient_order_id(slot, True, 2)
+    tx = buy(market, alice, slot, PRICE + 5, 100)  # filled on arrival: nonce 2
+    filled = crossing_id(slot, True, PRICE + 5, 2)
     assert tx.return_value == filled
     assert logs(tx, address=market) == [
-        ("OrderPlaced", (slot, filled, alice, True, PRICE, 100)),
-        ("TradeExecuted", (slot, alice, bob, filled, asks[0], PRICE, 100, False, 0)),
+        ("OrderPlaced", (slot, filled, alice, True, PRICE + 5, 100)),
+        ("TradeExecuted", (slot, alice, bob, filled, asks[0], PRICE, 100, False)),
     ]
     tx = buy(market, alice, slot, PRICE, 300)  # one fill, then capped while dave's ask crosses: nonce 3
-    capped = transient_order_id(slot, True, 3)
+    capped = crossing_id(slot, True, PRICE, 3)
     assert tx.return_value == capped
-    assert logs(tx, "OrderCancelled") == [(slot, capped, alice, 200, value_of(200, PRICE), FILL_CAP)]
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, capped, alice, True, PRICE, 300)),
+        ("TradeExecuted", (slot, alice, carol, capped, asks[1], PRICE, 100, False)),
+        ("OrderCancelled", (slot, capped, alice, 200, value_of(200, PRICE), FILL_CAP)),
+    ]
     high = sell(market, bob, slot, PRICE + 10, 100).return_value  # a new level: nonce 4
     assert high == resting_id(slot, False, PRICE + 10, 4)
-    rested = buy(market, alice, slot, PRICE, 150).return_value  # fills dave's, rests 50: nonce 5
-    assert rested == resting_id(slot, True, PRICE, 5)
+    tx = buy(market, alice, slot, PRICE, 150)  # fills dave's, rests 50 where it stands: nonce 5
+    rested = crossing_id(slot, True, PRICE, 5)
+    assert tx.return_value == rested
+    assert logs(tx, address=market) == [
+        ("OrderPlaced", (slot, rested, alice, True, PRICE, 150)),
+        ("TradeExecuted", (slot, alice, dave, rested, asks[2], PRICE, 100, False)),
+    ]
+    assert plain(market.getOrder(rested)) == (rested, alice, slot, True, PRICE, 50, value_of(50, PRICE))
+    joined = buy(market, bob, slot, PRICE, 20).return_value  # does not cross: behind alice's rest
+    assert joined == resting_id(slot, True, PRICE, 5, 1)
+    assert ids_of(plain(market.bookSide(slot, True, 10))) == [rested, joined]
+    assert plain(market.bestPrices(slot)) == (PRICE, PRICE + 10)
     tx = sell(market, carol, slot, PRICE, 50)  # fills the rest of alice's bid: nonce 6
-    assert tx.return_value == transient_order_id(slot, False, 6)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, rested, tx.return_value, PRICE, 50, True, 0)]
-    ids = [filled, capped, high, rested, tx.return_value]
-    assert [decode_order_id(order_id).rested for order_id in ids] == [False, False, True, True, False]
+    sold = crossing_id(slot, False, PRICE, 6)
+    assert tx.return_value == sold
+    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, rested, sold, PRICE, 50, True)]
+    ids = [*asks, filled, capped, high, rested, joined, sold]
+    assert len(set(ids)) == len(ids)
+    parts = decode_order_id(capped)
+    assert (parts.slot, parts.is_buy, parts.price_per_kwh, parts.seq) == (slot, True, PRICE, first_seq(3))
+    assert ids_of(plain(market.bookSide(slot, True, 10))) == [joined]
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [high]
     before = snapshot_state(slot)
-    for gone in (filled, capped, tx.return_value):
+    for gone, owner in ((filled, alice), (capped, alice), (rested, alice), (sold, carol)):
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
             market.getOrder(gone)
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", gone)):
-            market.cancelOrder(gone, {"from": alice})
+            market.cancelOrder(gone, {"from": owner})
     assert snapshot_state(slot) == before
+
+
+def test_a_crossing_order_that_rests_starts_a_level_a_taker_reaches(market, alice, bob, carol, slot, logs, plain):
+    """The rest of a partly filled crossing order is a level of its own (the first place of its
+    nonce): it shows as the best price, comes before later orders at its price, a taker fills it
+    and then the order queued behind it, and its owner can cancel it like any resting order."""
+    sell(market, bob, slot, PRICE - 1, 40)  # nonce 1
+    first = buy(market, alice, slot, PRICE, 100).return_value  # crosses: nonce 2, rests 60
+    second = buy(market, carol, slot, PRICE, 30).return_value
+    assert [first, second] == [crossing_id(slot, True, PRICE, 2), resting_id(slot, True, PRICE, 2, 1)]
+    assert plain(market.bestPrices(slot)) == (PRICE, 0)
+    tx = sell(market, bob, slot, PRICE, 70)  # crosses: nonce 3, filled on arrival
+    taker = crossing_id(slot, False, PRICE, 3)
+    assert tx.return_value == taker
+    assert logs(tx, "TradeExecuted") == [
+        (slot, alice, bob, first, taker, PRICE, 60, True),
+        (slot, carol, bob, second, taker, PRICE, 10, True),
+    ]
+    assert plain(market.bookSide(slot, True, 10)) == ((second, carol, slot, True, PRICE, 20, value_of(20, PRICE)),)
+    tx = sell(market, alice, slot, PRICE, 50)  # crosses carol's rest: nonce 4, rests 30
+    ask = crossing_id(slot, False, PRICE, 4)
+    assert tx.return_value == ask
+    assert plain(market.bestPrices(slot)) == (0, PRICE)
+    tx = market.cancelOrder(ask, {"from": alice})
+    assert logs(tx, address=market) == [("OrderCancelled", (slot, ask, alice, 30, 0, BY_MEMBER))]
+    assert plain(market.bestPrices(slot)) == (0, 0)
 
 
 def test_a_recreated_level_gets_a_fresh_nonce_so_ids_never_repeat(
@@ -442,12 +579,14 @@ def test_escrow_equal_to_balance_is_accepted(market, alice, slot, config, error_
     assert market.balanceOf(alice) == 0
 
 
-def test_validation_order(market, alice, snapshot_state, error_pattern):
-    """Checks run in a fixed order: price band, minimum, maximum, gate, balance."""
+def test_validation_order(market, alice, config, snapshot_state, error_pattern):
+    """Checks run in a fixed order: price band, (price tick: see the tick tests,) minimum,
+    maximum, gate, balance."""
     closed = market.currentSlot()
     before = snapshot_state(closed)
+    low, high = config.market.min_price_per_kwh, config.market.max_price_per_kwh
     checks = [
-        ((closed, True, 0, 0), ("MarketPriceOutOfBand", 0, 1, 1_000_000)),
+        ((closed, True, 0, 0), ("MarketPriceOutOfBand", 0, low, high)),
         ((closed, True, PRICE, 0), ("MarketQuantityTooSmall", 0, 10)),
         ((closed, True, PRICE, MAX_QTY_WH + 1), ("MarketQuantityTooLarge", MAX_QTY_WH + 1, MAX_QTY_WH)),
         ((closed, True, PRICE, MAX_QTY_WH), ("MarketGateClosed", closed, market.gateClosure(closed), ...)),
@@ -489,7 +628,7 @@ def test_place_orders_returns_ids_and_matches_one_by_one(market, alice, bob, slo
     first_event = len(model.log)
     ids = [model.place_order(str(alice), *r.as_tuple(), now=tx.timestamp) for r in requests]
     expected = [
-        transient_order_id(slot, False, 2),
+        crossing_id(slot, False, PRICE, 2),
         resting_id(slot, False, PRICE - 1_000, 3),
         resting_id(slot + 1, True, PRICE, 2),
     ]
@@ -545,11 +684,11 @@ def test_buy_takes_the_lowest_ask_first(market, alice, bob, carol, dave, slot, c
     ask_dave = sell(market, dave, slot, 250_000, 100).return_value
     tx = buy(market, alice, slot, 270_000, 300)
     taker = tx.return_value
-    assert taker == transient_order_id(slot, True, 4)  # filled on arrival
+    assert taker == crossing_id(slot, True, 270_000, 4)  # filled on arrival
     assert logs(tx, "TradeExecuted") == [
-        (slot, alice, carol, taker, ask_carol, 240_000, 100, False, 0),
-        (slot, alice, dave, taker, ask_dave, 250_000, 100, False, 0),
-        (slot, alice, bob, taker, ask_bob, 260_000, 100, False, 0),
+        (slot, alice, carol, taker, ask_carol, 240_000, 100, False),
+        (slot, alice, dave, taker, ask_dave, 250_000, 100, False),
+        (slot, alice, bob, taker, ask_bob, 260_000, 100, False),
     ]
     paid = value_of(100, 240_000) + value_of(100, 250_000) + value_of(100, 260_000)
     assert market.balanceOf(alice) == config.member_deposit_base_units - paid
@@ -563,10 +702,10 @@ def test_sell_takes_the_highest_bid_first(market, alice, bob, carol, dave, slot,
     bid_dave = buy(market, dave, slot, 250_000, 100).return_value
     tx = sell(market, alice, slot, 245_000, 300)  # crosses 260k and 250k only
     taker = tx.return_value
-    assert taker == resting_id(slot, False, 245_000, 4)  # its rest creates a level
+    assert taker == crossing_id(slot, False, 245_000, 4)  # its rest stays at that fresh level
     assert logs(tx, "TradeExecuted") == [
-        (slot, carol, alice, bid_carol, taker, 260_000, 100, True, 0),
-        (slot, dave, alice, bid_dave, taker, 250_000, 100, True, 0),
+        (slot, carol, alice, bid_carol, taker, 260_000, 100, True),
+        (slot, dave, alice, bid_dave, taker, 250_000, 100, True),
     ]
     assert market.getOrder(taker)["remainingWh"] == 100
     assert plain(market.bestPrices(slot)) == (240_000, 245_000)
@@ -578,16 +717,17 @@ def test_fifo_at_equal_price(market, alice, bob, carol, dave, slot, logs, plain)
     tx = buy(market, alice, slot, qty=150)
     taker = tx.return_value
     assert logs(tx, "TradeExecuted") == [
-        (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0),
-        (slot, alice, carol, taker, asks[1], PRICE, 50, False, 50),
+        (slot, alice, bob, taker, asks[0], PRICE, 100, False),
+        (slot, alice, carol, taker, asks[1], PRICE, 50, False),
     ]
     assert ids_of(plain(market.bookSide(slot, False, 10))) == asks[1:]
+    assert market.getOrder(asks[1])["remainingWh"] == 50
 
 
 def test_buy_trades_at_resting_price_and_keeps_the_difference(market, alice, bob, slot, config, logs, plain):
     ask = sell(market, bob, slot, 200_000, QTY).return_value
     tx = buy(market, alice, slot, 300_000, QTY)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, tx.return_value, ask, 200_000, QTY, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, tx.return_value, ask, 200_000, QTY, False)]
     # escrow at 300k was only checked; the buyer pays the 200k trade value
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(QTY, 200_000)
     assert plain(market.positionOf(slot, alice)) == (QTY, 0, value_of(QTY, 200_000), 0)
@@ -597,7 +737,7 @@ def test_buy_trades_at_resting_price_and_keeps_the_difference(market, alice, bob
 def test_sell_trades_at_resting_bid_price(market, alice, bob, slot, config, logs, plain):
     bid = buy(market, bob, slot, 300_000, QTY).return_value
     tx = sell(market, alice, slot, 200_000, QTY)
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, tx.return_value, 300_000, QTY, True, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, tx.return_value, 300_000, QTY, True)]
     assert market.balanceOf(bob) == config.member_deposit_base_units - value_of(QTY, 300_000)
     # proceeds are not credited to the seller's balance: they settle after delivery
     assert market.balanceOf(alice) == config.member_deposit_base_units
@@ -621,7 +761,7 @@ def test_partial_fill_of_the_resting_order(market, alice, bob, slot, config, log
     bid = buy(market, bob, slot, PRICE, QTY).return_value
     tx = sell(market, alice, slot, PRICE, 300)
     taker = tx.return_value
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, taker, PRICE, 300, True, 700)]
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, bid, taker, PRICE, 300, True)]
     assert plain(market.getOrder(bid)) == (bid, bob, slot, True, PRICE, 700, value_of(700, PRICE))
     assert market.balanceOf(bob) == config.member_deposit_base_units - value_of(QTY, PRICE)
     with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", taker)):
@@ -632,8 +772,8 @@ def test_partial_fill_of_the_incoming_order_rests_the_rest(market, alice, bob, s
     ask = sell(market, bob, slot, 200_000, 300).return_value
     tx = buy(market, alice, slot, 300_000, QTY)
     bid = tx.return_value
-    assert bid == resting_id(slot, True, 300_000, 2)  # the rest rests: an id of its level
-    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, bid, ask, 200_000, 300, False, 0)]
+    assert bid == crossing_id(slot, True, 300_000, 2)  # it crossed: its rest rests at that level
+    assert logs(tx, "TradeExecuted") == [(slot, alice, bob, bid, ask, 200_000, 300, False)]
     assert plain(market.getOrder(bid)) == (bid, alice, slot, True, 300_000, 700, value_of(700, 300_000))
     spent = value_of(300, 200_000) + value_of(700, 300_000)
     assert market.balanceOf(alice) == config.member_deposit_base_units - spent
@@ -672,7 +812,7 @@ def test_self_trade_cancels_own_resting_order_and_continues(market, alice, bob, 
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, bid, alice, True, PRICE, 150)),
         ("OrderCancelled", (slot, own, alice, 100, 0, SELF_TRADE)),
-        ("TradeExecuted", (slot, alice, bob, bid, other, PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, bob, bid, other, PRICE, 100, False)),
     ]
     assert plain(market.getOrder(bid)) == (bid, alice, slot, True, PRICE, 50, value_of(50, PRICE))
     assert plain(market.bookSide(slot, False, 10)) == ()
@@ -687,7 +827,7 @@ def test_self_trade_releases_the_resting_buy_escrow(market, alice, bob, slot, co
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, ask, alice, False, PRICE - 1, QTY)),
         ("OrderCancelled", (slot, own, alice, QTY, value_of(QTY, PRICE), SELF_TRADE)),
-        ("TradeExecuted", (slot, bob, alice, other, ask, PRICE - 1, QTY, True, 0)),
+        ("TradeExecuted", (slot, bob, alice, other, ask, PRICE - 1, QTY, True)),
     ]
     assert market.balanceOf(alice) == config.member_deposit_base_units
     assert plain(market.bestPrices(slot)) == (0, 0)
@@ -711,12 +851,12 @@ def test_fill_cap_cancels_the_rest_while_the_book_still_crosses(
     set_params(market, admin, config, fill_cap=2)
     asks = [sell(market, seller, slot, PRICE, 100).return_value for seller in (bob, carol, dave)]
     tx = buy(market, alice, slot, PRICE, 300)
-    taker = transient_order_id(slot, True, 2)  # capped: it never rests
+    taker = crossing_id(slot, True, PRICE, 2)  # capped: it never rests
     assert tx.return_value == taker
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, taker, alice, True, PRICE, 300)),
-        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
-        ("TradeExecuted", (slot, alice, carol, taker, asks[1], PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False)),
+        ("TradeExecuted", (slot, alice, carol, taker, asks[1], PRICE, 100, False)),
         ("OrderCancelled", (slot, taker, alice, 100, value_of(100, PRICE), FILL_CAP)),
     ]
     # nothing was taken for the cancelled rest; dave's ask is untouched
@@ -732,7 +872,7 @@ def test_fill_cap_cancels_sell_remainder_without_refund(market, admin, config, a
     buy(market, bob, slot, PRICE, 100)
     buy(market, carol, slot, PRICE, 100)
     tx = sell(market, alice, slot, PRICE, 300)
-    assert tx.return_value == transient_order_id(slot, False, 2)
+    assert tx.return_value == crossing_id(slot, False, PRICE, 2)
     assert logs(tx, "OrderCancelled") == [(slot, tx.return_value, alice, 200, 0, FILL_CAP)]
     assert plain(market.bestPrices(slot)) == (PRICE, 0)
 
@@ -743,7 +883,7 @@ def test_fill_cap_rests_the_rest_when_the_book_is_empty(market, admin, config, a
     sell(market, carol, slot, PRICE, 100)
     tx = buy(market, alice, slot, PRICE, 300)
     assert logs(tx, "OrderCancelled") == []
-    assert tx.return_value == resting_id(slot, True, PRICE, 2)  # the emptied ask level had nonce 1
+    assert tx.return_value == crossing_id(slot, True, PRICE, 2)  # the asks' level had nonce 1
     assert plain(market.getOrder(tx.return_value))[5] == 100
     assert plain(market.bestPrices(slot)) == (PRICE, 0)
 
@@ -779,7 +919,7 @@ def test_self_trade_cancellations_have_their_own_cap(market, admin, config, alic
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, taker, alice, True, PRICE, 400)),
         ("OrderCancelled", (slot, own1, alice, 100, 0, SELF_TRADE)),
-        ("TradeExecuted", (slot, alice, bob, taker, other, PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, bob, taker, other, PRICE, 100, False)),
         ("OrderCancelled", (slot, own2, alice, 100, 0, SELF_TRADE)),
         ("OrderCancelled", (slot, taker, alice, 300, value_of(300, PRICE), FILL_CAP)),
     ]
@@ -801,33 +941,27 @@ def test_many_fills_under_the_default_cap(market, admin, config, alice, bob, slo
     market.placeOrders([(slot, False, PRICE, 10)] * (cap + 1), {"from": bob})
     tx = buy(market, alice, slot, PRICE, 10 * (cap + 1))
     assert len(logs(tx, "TradeExecuted")) == cap
-    taker = transient_order_id(slot, True, 2)  # bob's asks are one level (nonce 1)
+    taker = crossing_id(slot, True, PRICE, 2)  # bob's asks are one level (nonce 1)
     assert logs(tx, "OrderCancelled") == [(slot, taker, alice, 10, value_of(10, PRICE), FILL_CAP)]
 
 
-def test_the_largest_fill_cap_buffers_every_step(market, admin, config, alice, bob, slot, logs):
-    """Cap MAX_FILL_CAP (256): 255 self-trade cancellations then 256 fills in one order, the
-    most steps an order can take (the events are buffered in memory, sized by the cap), and
-    the rest is cancelled (FillCap) as the next fill would be the 257th. The asks are placed in
-    batches of at most 64 (a few million gas each, well inside a block)."""
+def test_the_largest_fill_cap(market, admin, config, alice, bob, slot, logs, plain):
+    """Cap MAX_FILL_CAP (256): one order fills 256 resting orders in one transaction, and the
+    rest is cancelled (FillCap) as the next fill would be the 257th. The 257 asks are placed in
+    three batches (a few million gas each, well inside a block)."""
     cap = market.MAX_FILL_CAP()
     set_params(market, admin, config, fill_cap=cap)
-    for who, price, count in ((alice, PRICE, cap - 1), (bob, PRICE + 1, cap + 1)):
-        for start in range(0, count, 64):
-            market.placeOrders([(slot, False, price, 10)] * min(64, count - start), {"from": who})
-    tx = buy(market, alice, slot, PRICE + 1, 10 * (cap + 1))
-    taker = transient_order_id(slot, True, 3)
+    for start in range(0, cap + 1, 86):
+        market.placeOrders([(slot, False, PRICE, 10)] * min(86, cap + 1 - start), {"from": bob})
+    tx = buy(market, alice, slot, PRICE, 10 * (cap + 1))
+    taker = crossing_id(slot, True, PRICE, 2)
     events = logs(tx, address=market)
-    assert events[0] == ("OrderPlaced", (slot, taker, alice, True, PRICE + 1, 10 * (cap + 1)))
-    assert [name for name, _ in events[1:]] == ["OrderCancelled"] * (cap - 1) + ["TradeExecuted"] * cap + [
-        "OrderCancelled"
-    ]
-    assert [args[1] for _, args in events[1:cap]] == [resting_id(slot, False, PRICE, 1, i) for i in range(cap - 1)]
-    assert [args[4] for _, args in events[cap : 2 * cap]] == [
-        resting_id(slot, False, PRICE + 1, 2, i) for i in range(cap)
-    ]
-    assert events[-1] == ("OrderCancelled", (slot, taker, alice, 10, value_of(10, PRICE + 1), FILL_CAP))
-    assert market.getOrder(resting_id(slot, False, PRICE + 1, 2, cap))["remainingWh"] == 10
+    assert events[0] == ("OrderPlaced", (slot, taker, alice, True, PRICE, 10 * (cap + 1)))
+    assert [name for name, _ in events[1:]] == ["TradeExecuted"] * cap + ["OrderCancelled"]
+    assert [args[4] for _, args in events[1:-1]] == [resting_id(slot, False, PRICE, 1, i) for i in range(cap)]
+    assert events[-1] == ("OrderCancelled", (slot, taker, alice, 10, value_of(10, PRICE), FILL_CAP))
+    assert plain(market.positionOf(slot, alice)) == (10 * cap, 0, value_of(10, PRICE) * cap, 0)
+    assert ids_of(plain(market.bookSide(slot, False, 10))) == [resting_id(slot, False, PRICE, 1, cap)]
 
 
 # ---------------------------------------------------------------------------- gaps
@@ -844,13 +978,13 @@ def test_cancelling_inside_a_level_leaves_a_gap_the_taker_steps_over(
     assert joined == resting_id(slot, False, PRICE, 1, 3)
     assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[0], asks[2], joined]
     tx = buy(market, alice, slot, PRICE, 250)
-    taker = transient_order_id(slot, True, 2)
+    taker = crossing_id(slot, True, PRICE, 2)
     assert tx.return_value == taker
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, taker, alice, True, PRICE, 250)),
-        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
-        ("TradeExecuted", (slot, alice, dave, taker, asks[2], PRICE, 100, False, 0)),
-        ("TradeExecuted", (slot, alice, bob, taker, joined, PRICE, 50, False, 50)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False)),
+        ("TradeExecuted", (slot, alice, dave, taker, asks[2], PRICE, 100, False)),
+        ("TradeExecuted", (slot, alice, bob, taker, joined, PRICE, 50, False)),
     ]
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(250, PRICE)
     assert plain(market.bookSide(slot, False, 10)) == ((joined, bob, slot, False, PRICE, 50, 0),)
@@ -896,18 +1030,18 @@ def test_gaps_count_against_the_fill_cap(market, admin, config, alice, bob, caro
     asks = [sell(market, owner, slot, PRICE, 100).return_value for owner in (bob, carol, carol, dave)]
     market.cancelOrders([asks[1], asks[2]], {"from": carol})
     tx = buy(market, alice, slot, PRICE, 400)
-    taker = transient_order_id(slot, True, 2)
+    taker = crossing_id(slot, True, PRICE, 2)
     assert tx.return_value == taker
     assert logs(tx, address=market) == [
         ("OrderPlaced", (slot, taker, alice, True, PRICE, 400)),
-        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False, 0)),
+        ("TradeExecuted", (slot, alice, bob, taker, asks[0], PRICE, 100, False)),
         ("OrderCancelled", (slot, taker, alice, 300, value_of(300, PRICE), FILL_CAP)),
     ]
     assert market.balanceOf(alice) == config.member_deposit_base_units - value_of(100, PRICE)
     assert ids_of(plain(market.bookSide(slot, False, 10))) == [asks[3]]
     assert plain(market.bestPrices(slot)) == (0, PRICE)
     tx = buy(market, alice, slot, PRICE, 100)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[3], PRICE, 100, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[3], PRICE, 100, False)]
     assert logs(tx, "OrderCancelled") == []
     assert plain(market.bestPrices(slot)) == (0, 0)
 
@@ -941,7 +1075,7 @@ def test_cancelling_the_head_moves_it_one_place_only(market, admin, config, alic
     assert logs(tx, "TradeExecuted") == []
     assert logs(tx, "OrderCancelled") == [(slot, tx.return_value, alice, 100, value_of(100, PRICE), FILL_CAP)]
     tx = buy(market, alice, slot, PRICE, 100)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[2], PRICE, 100, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, dave, tx.return_value, asks[2], PRICE, 100, False)]
 
 
 @pytest.mark.parametrize("emptied_by", ["fill", "cancel"])
@@ -966,7 +1100,7 @@ def test_a_level_whose_last_order_leaves_is_deleted_with_its_gaps(
     again = sell(market, carol, slot, PRICE, 100).return_value
     assert again == resting_id(slot, False, PRICE, nonce)
     tx = buy(market, alice, slot, PRICE, 100)
-    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, tx.return_value, again, PRICE, 100, False, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, alice, carol, tx.return_value, again, PRICE, 100, False)]
     assert logs(tx, "OrderCancelled") == []
 
 
@@ -1019,7 +1153,7 @@ def test_best_prices_follow_fills_and_cancels(market, alice, bob, slot, plain):
     assert plain(market.bestPrices(slot)) == (0, 0)
 
 
-def test_cancelling_the_lone_best_bid_shows_the_next_bid(market, alice, bob, carol, slot, logs, plain):
+def test_cancelling_the_lone_best_bid_shows_the_next_bid(market, config, alice, bob, carol, slot, logs, plain):
     """The best bid level is cancelled while a worse bid rests: the views show the worse bid,
     a sell between the two prices rests without trading, and a sell at the worse bid trades
     with it. Cancelling the only bid left empties the side."""
@@ -1034,14 +1168,16 @@ def test_cancelling_the_lone_best_bid_shows_the_next_bid(market, alice, bob, car
     assert plain(market.bestPrices(slot)) == (PRICE - 1_000, PRICE - 500)
     market.cancelOrder(between, {"from": alice})
     tx = sell(market, alice, slot, PRICE - 2_000, 40)
-    assert logs(tx, "TradeExecuted") == [(slot, carol, alice, worse, tx.return_value, PRICE - 1_000, 40, True, 60)]
+    assert logs(tx, "TradeExecuted") == [(slot, carol, alice, worse, tx.return_value, PRICE - 1_000, 40, True)]
+    assert market.getOrder(worse)["remainingWh"] == 60
     assert plain(market.bestPrices(slot)) == (PRICE - 1_000, 0)
     market.cancelOrder(worse, {"from": carol})
     assert plain(market.bestPrices(slot)) == (0, 0)
     assert plain(market.bookSide(slot, True, 10)) == ()
-    tx = sell(market, alice, slot, 1, 10)  # nothing left to cross: it rests
+    low = config.market.min_price_per_kwh
+    tx = sell(market, alice, slot, low, 10)  # nothing left to cross: it rests
     assert logs(tx, "TradeExecuted") == []
-    assert plain(market.bestPrices(slot)) == (0, 1)
+    assert plain(market.bestPrices(slot)) == (0, low)
 
 
 def test_cancelling_the_lone_best_ask_shows_the_next_ask(market, alice, bob, carol, slot, logs, plain):
@@ -1067,7 +1203,8 @@ def test_cancelling_the_lone_best_ask_shows_the_next_ask(market, alice, bob, car
 def test_get_order_of_gone_orders(market, alice, bob, slot, error_pattern):
     maker = sell(market, bob, slot, qty=100).return_value
     taker = buy(market, alice, slot, qty=100).return_value
-    never_used = (1, transient_order_id(slot, True, 3), resting_id(slot, False, PRICE, 1, 1), 2**256 - 1)
+    # the id the next crossing buy at PRICE would take, the place after the filled ask, ...
+    never_used = (crossing_id(slot, True, PRICE, 3), resting_id(slot, False, PRICE, 1, 1), 1, 2**256 - 1)
     for order_id in (maker, taker, *never_used):
         with brownie.reverts(revert_pattern=error_pattern("MarketOrderNotFound", order_id)):
             market.getOrder(order_id)
@@ -1317,7 +1454,7 @@ def test_removed_member_orders_still_fill_and_can_be_cancelled(market, manager, 
     kept = buy(market, bob, slot, PRICE - 1, 100).return_value
     market.removeMember(bob, {"from": manager})
     tx = sell(market, alice, slot, PRICE, 100)
-    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, filled, tx.return_value, PRICE, 100, True, 0)]
+    assert logs(tx, "TradeExecuted") == [(slot, bob, alice, filled, tx.return_value, PRICE, 100, True)]
     assert plain(market.positionOf(slot, bob)) == (100, 0, value_of(100, PRICE), 0)
     market.cancelOrder(kept, {"from": bob})
     expected = config.member_deposit_base_units - value_of(100, PRICE)
@@ -1327,42 +1464,54 @@ def test_removed_member_orders_still_fill_and_can_be_cancelled(market, manager, 
 # ----------------------------------------------------------- overflow guards (fix)
 
 
-def whales(market, token, admin, config, members, amount):
-    """Open the whole price band and give the members huge balances."""
-    set_params(market, admin, config, min_price_per_kwh=1, max_price_per_kwh=MAX_UINT32, min_qty_wh=1)
+@pytest.fixture(scope="module")
+def wide_market(deploy_community, config):
+    """A market with tick WIDE_TICK and the widest band, [WIDE_TICK, TOP_PRICE]: the highest
+    price of any market (with tick 1 the band ends at MAX_PRICE_TICKS), and 1 Wh minimum."""
+    params = replace(config.market, min_price_per_kwh=WIDE_TICK, max_price_per_kwh=TOP_PRICE, min_qty_wh=1)
+    return deploy_community(replace(config, price_tick=WIDE_TICK, market=params))
+
+
+def whales(market, token, admin, members, amount):
+    """Give the members huge balances in ``market``; returns a slot open for trading in it."""
     for member in members:
         token.mint(member, amount, {"from": admin})
         market.deposit(amount, {"from": member})
+    return market.nextOpenSlot() + 1
 
 
 @pytest.mark.parametrize("maker_is_buy", [False, True])
-def test_largest_fill_is_booked_exactly(market, token, admin, config, alice, bob, slot, maker_is_buy):
+def test_largest_fill_is_booked_exactly(wide_market, token, admin, alice, bob, plain, maker_is_buy):
     """MAX_QTY_WH at the highest price is worth less than 2^64 base units: the position holds the
     exact value (the quantity bound is what makes the uint64 casts exact)."""
-    whales(market, token, admin, config, [alice, bob], 2**100)
-    value = value_of(MAX_QTY_WH, MAX_UINT32)
+    market = wide_market
+    slot = whales(market, token, admin, [alice, bob], 2**100)
+    assert market.priceTick() == WIDE_TICK
+    assert plain(market.marketParams())[:2] == (WIDE_TICK, TOP_PRICE) == (256, 2**32 - 256)
+    value = value_of(MAX_QTY_WH, TOP_PRICE)
     assert value < 2**64
-    market.placeOrder(slot, maker_is_buy, MAX_UINT32, MAX_QTY_WH, {"from": bob})
-    market.placeOrder(slot, not maker_is_buy, MAX_UINT32, MAX_QTY_WH, {"from": alice})
+    market.placeOrder(slot, maker_is_buy, TOP_PRICE, MAX_QTY_WH, {"from": bob})
+    market.placeOrder(slot, not maker_is_buy, TOP_PRICE, MAX_QTY_WH, {"from": alice})
     buyer, seller = (bob, alice) if maker_is_buy else (alice, bob)
     assert market.positionOf(slot, buyer)["paid"] == value
     assert market.positionOf(slot, seller)["received"] == value
 
 
-def test_position_sum_beyond_uint64_reverts(market, token, admin, config, alice, bob, slot, snapshot_state):
+def test_position_sum_beyond_uint64_reverts(wide_market, token, admin, alice, bob, snapshot_state):
     """Four of the largest fills overflow a uint64 position sum: the fourth reverts instead of
     wrapping around."""
-    whales(market, token, admin, config, [alice, bob], 2**100)
-    largest = value_of(MAX_QTY_WH, MAX_UINT32)
+    market = wide_market
+    slot = whales(market, token, admin, [alice, bob], 2**100)
+    largest = value_of(MAX_QTY_WH, TOP_PRICE)
     assert 3 * largest < 2**64 <= 4 * largest
     for _ in range(3):
-        sell(market, bob, slot, MAX_UINT32, MAX_QTY_WH)
-        buy(market, alice, slot, MAX_UINT32, MAX_QTY_WH)
-    sell(market, bob, slot, MAX_UINT32, MAX_QTY_WH)
-    before = snapshot_state(slot)
+        sell(market, bob, slot, TOP_PRICE, MAX_QTY_WH)
+        buy(market, alice, slot, TOP_PRICE, MAX_QTY_WH)
+    sell(market, bob, slot, TOP_PRICE, MAX_QTY_WH)
+    before = snapshot_state(slot, market=market)
     with brownie.reverts(revert_pattern="Integer overflow"):
-        buy(market, alice, slot, MAX_UINT32, MAX_QTY_WH)
-    assert snapshot_state(slot) == before
+        buy(market, alice, slot, TOP_PRICE, MAX_QTY_WH)
+    assert snapshot_state(slot, market=market) == before
 
 
 def test_taker_balance_beyond_uint128_reverts_instead_of_truncating(

@@ -1,5 +1,8 @@
 """CommunityRegistry (deployed as part of CdaMarket): constructor checks, members, roles and
-access control, market parameters, tariffs and the slot clock views."""
+access control, market parameters and the price tick, tariffs and the slot clock views.
+
+A failed deployment leaves no contract behind (checked with the container's length); every
+other rejected call is checked to leave the market as it was (``snapshot_state``)."""
 
 from dataclasses import replace
 
@@ -9,6 +12,7 @@ from eth_utils import keccak
 
 from peerwatt.config import MarketParams, Tariffs
 from peerwatt.order_ids import first_seq, order_id_at
+from peerwatt.orderbook_model import MAX_PRICE_TICKS
 from peerwatt.slots import SlotClock
 
 ZERO_ADDRESS = "0x" + "0" * 40
@@ -19,13 +23,26 @@ def role(name):
     return "0x" + keccak(text=name).hex().removeprefix("0x")
 
 
-def deploy(CdaMarket, admin, token, config, *, epoch=None, slot_seconds=None, params=None, tariffs=None, owner=None):
+def deploy(
+    CdaMarket,
+    admin,
+    token,
+    config,
+    *,
+    epoch=None,
+    slot_seconds=None,
+    price_tick=None,
+    params=None,
+    tariffs=None,
+    owner=None,
+):
     """A market with ``config``'s values unless overridden."""
     return CdaMarket.deploy(
         admin if owner is None else owner,
         token,
         config.epoch_for(brownie.chain.time()) if epoch is None else epoch,
         config.slot_seconds if slot_seconds is None else slot_seconds,
+        config.price_tick if price_tick is None else price_tick,
         (config.market if params is None else params).as_tuple(),
         (config.tariffs if tariffs is None else tariffs).as_tuple(),
         {"from": admin},
@@ -42,6 +59,8 @@ def test_constructor_state_and_events(CdaMarket, token, config, admin, chain, pl
     assert market.hasRole(DEFAULT_ADMIN_ROLE, admin)
     assert market.token() == token
     assert plain(market.slotClock()) == (epoch, config.slot_seconds, config.market.gate_seconds)
+    assert market.priceTick() == config.price_tick == 1
+    assert market.MAX_PRICE_TICKS() == MAX_PRICE_TICKS == 2**24 - 1
     assert plain(market.marketParams()) == config.market.as_tuple()
     assert plain(market.tariffs()) == config.tariffs.as_tuple()
     assert market.memberCount() == 0
@@ -60,14 +79,70 @@ def test_role_constants(market):
         assert market.getRoleAdmin(role(name)) == DEFAULT_ADMIN_ROLE
 
 
+@pytest.mark.parametrize("tick", [1_000, 256, 2**32 - 1])
+def test_constructor_sets_the_price_tick(CdaMarket, token, config, admin, plain, tick):
+    """The tick is fixed at deployment; the band must be made of whole ticks (a single tick
+    here, the top of the uint32 range for the largest tick)."""
+    params = replace(config.market, min_price_per_kwh=tick, max_price_per_kwh=tick)
+    market = deploy(CdaMarket, admin, token, config, price_tick=tick, params=params)
+    assert market.priceTick() == tick
+    assert plain(market.marketParams()) == params.as_tuple()
+
+
 def test_constructor_rejects_zero_admin(CdaMarket, token, config, admin, error_pattern):
+    deployed = len(CdaMarket)
     with brownie.reverts(revert_pattern=error_pattern("RegistryZeroAddress")):
         deploy(CdaMarket, admin, token, config, owner=ZERO_ADDRESS)
+    assert len(CdaMarket) == deployed
 
 
 def test_constructor_rejects_zero_slot_length(CdaMarket, token, config, admin, error_pattern):
+    deployed = len(CdaMarket)
     with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidClock", 1_000, 0)):
         deploy(CdaMarket, admin, token, config, epoch=1_000, slot_seconds=0)
+    assert len(CdaMarket) == deployed
+
+
+def test_constructor_rejects_zero_price_tick(CdaMarket, token, config, admin, error_pattern):
+    """Checked before the market parameters (a band is a multiple of no tick of zero)."""
+    deployed = len(CdaMarket)
+    with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidPriceTick", 0)):
+        deploy(CdaMarket, admin, token, config, price_tick=0)
+    with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidPriceTick", 0)):
+        deploy(CdaMarket, admin, token, config, price_tick=0, params=replace(config.market, min_price_per_kwh=0))
+    assert len(CdaMarket) == deployed
+
+
+# (price tick, band) pairs the registry rejects: a bound off the tick, or more than
+# MAX_PRICE_TICKS ticks (with tick 128, 2^31 is 2^24 ticks)
+BANDS_OFF_THE_TICK = [
+    (1, (1_000, 2**24)),
+    (1, (1_000, 2**32 - 1)),
+    (128, (128, 2**31)),
+    (256, (256, 2**32 - 1)),
+    (1_000, (1_500, 1_000_000)),
+    (1_000, (1_000, 999_999)),
+    (1_000, (500, 1_000)),
+    (1_000, (1, 1_000_000)),
+]
+
+
+@pytest.mark.parametrize("tick, band", BANDS_OFF_THE_TICK)
+def test_constructor_rejects_a_band_off_the_tick(CdaMarket, token, config, admin, error_pattern, tick, band):
+    params = replace(config.market, min_price_per_kwh=band[0], max_price_per_kwh=band[1])
+    deployed = len(CdaMarket)
+    with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidPriceBand", *band)):
+        deploy(CdaMarket, admin, token, config, price_tick=tick, params=params)
+    assert len(CdaMarket) == deployed
+
+
+@pytest.mark.parametrize("tick", [1, 128, 256])
+def test_constructor_accepts_max_price_ticks(CdaMarket, token, config, admin, plain, tick):
+    """The band may reach MAX_PRICE_TICKS ticks exactly (2^24 - 1 with tick 1, 2^32 - 256 with
+    tick 256)."""
+    params = replace(config.market, min_price_per_kwh=tick, max_price_per_kwh=MAX_PRICE_TICKS * tick)
+    market = deploy(CdaMarket, admin, token, config, price_tick=tick, params=params)
+    assert plain(market.marketParams()) == params.as_tuple()
 
 
 @pytest.mark.parametrize(
@@ -83,14 +158,18 @@ def test_constructor_rejects_zero_slot_length(CdaMarket, token, config, admin, e
 )
 def test_constructor_rejects_bad_market_params(CdaMarket, token, config, admin, error_pattern, changes, error):
     params = replace(config.market, **changes)
+    deployed = len(CdaMarket)
     with brownie.reverts(revert_pattern=error_pattern(*error)):
         deploy(CdaMarket, admin, token, config, params=params)
+    assert len(CdaMarket) == deployed
 
 
 @pytest.mark.parametrize("import_price, export_price", [(100, 100), (100, 101), (0, 0)])
 def test_constructor_rejects_bad_tariffs(CdaMarket, token, config, admin, error_pattern, import_price, export_price):
+    deployed = len(CdaMarket)
     with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidTariffs", import_price, export_price)):
         deploy(CdaMarket, admin, token, config, tariffs=Tariffs(import_price, export_price))
+    assert len(CdaMarket) == deployed
 
 
 # ---------------------------------------------------------------------------- members
@@ -241,9 +320,21 @@ def test_set_market_params_accepts_edge_values(market, admin, plain):
     params = MarketParams(1, 1, 1, 0, 1)  # a single price, gate at slot start, cap 1
     market.setMarketParams(params.as_tuple(), {"from": admin})
     assert plain(market.marketParams()) == params.as_tuple()
-    top = MarketParams(2**32 - 1, 2**32 - 1, 2**64 - 1, 2**32 - 1, market.MAX_FILL_CAP())  # cap 256
+    top = MarketParams(MAX_PRICE_TICKS, MAX_PRICE_TICKS, 2**64 - 1, 2**32 - 1, market.MAX_FILL_CAP())  # cap 256
     market.setMarketParams(top.as_tuple(), {"from": admin})
     assert plain(market.marketParams()) == top.as_tuple()
+
+
+def test_set_market_params_on_the_tick(ticked_market, admin, plain, logs):
+    """With a tick of 1000, any band of whole ticks is accepted (up to the largest multiple of
+    1000 in uint32); the tick itself never changes."""
+    market = ticked_market
+    for band in ((1_000, 1_000), (2_000, 5_000), (1_000, 4_294_967_000)):
+        params = MarketParams(*band, 1, 0, 1)
+        tx = market.setMarketParams(params.as_tuple(), {"from": admin})
+        assert logs(tx, "MarketParamsUpdated") == [params.as_tuple()]
+        assert plain(market.marketParams()) == params.as_tuple()
+        assert market.priceTick() == 1_000
 
 
 @pytest.mark.parametrize(
@@ -251,6 +342,8 @@ def test_set_market_params_accepts_edge_values(market, admin, plain):
     [
         ({"min_price_per_kwh": 0}, ("RegistryInvalidPriceBand", 0, 1_000_000)),
         ({"min_price_per_kwh": 1_000_001}, ("RegistryInvalidPriceBand", 1_000_001, 1_000_000)),
+        ({"max_price_per_kwh": 2**24}, ("RegistryInvalidPriceBand", 1_000, 2**24)),  # 2^24 ticks of 1
+        ({"max_price_per_kwh": 2**32 - 1}, ("RegistryInvalidPriceBand", 1_000, 2**32 - 1)),
         ({"min_qty_wh": 0}, ("RegistryInvalidMinQty", 0)),
         ({"fill_cap": 0}, ("RegistryInvalidFillCap", 0)),
         ({"fill_cap": 257}, ("RegistryInvalidFillCap", 257)),  # above MAX_FILL_CAP
@@ -267,15 +360,34 @@ def test_set_market_params_rejects_bad_values(
     assert snapshot_state(slot) == before
 
 
+@pytest.mark.parametrize("tick, band", [(t, b) for t, b in BANDS_OFF_THE_TICK if t == 1_000])
+def test_set_market_params_rejects_a_band_off_the_tick(
+    ticked_market, admin, alice, bob, snapshot_state, error_pattern, plain, tick, band
+):
+    """The band checks of the constructor, on a live market with tick 1000 and resting orders."""
+    market = ticked_market
+    slot = market.nextOpenSlot() + 1
+    market.placeOrder(slot, False, 300_000, 10, {"from": alice})
+    market.placeOrder(slot, True, 200_000, 10, {"from": bob})
+    params = plain(market.marketParams())
+    before = snapshot_state(slot, market=market)
+    bad = MarketParams(*band, *params[2:])
+    with brownie.reverts(revert_pattern=error_pattern("RegistryInvalidPriceBand", *band)):
+        market.setMarketParams(bad.as_tuple(), {"from": admin})
+    assert snapshot_state(slot, market=market) == before
+    assert plain(market.marketParams()) == params
+    assert market.priceTick() == tick
+
+
 def test_market_params_do_not_touch_order_ids(market, admin, alice, slot, config, plain):
     """Orders and the slot's id nonce survive a parameter change: the next level created in the
     slot takes nonce 2."""
-    first = market.placeOrder(slot, False, 100, config.market.min_qty_wh, {"from": alice}).return_value
+    first = market.placeOrder(slot, False, 100_000, config.market.min_qty_wh, {"from": alice}).return_value
     market.setMarketParams(replace(config.market, fill_cap=2).as_tuple(), {"from": admin})
-    second = market.placeOrder(slot, False, 101, config.market.min_qty_wh, {"from": alice}).return_value
+    second = market.placeOrder(slot, False, 100_001, config.market.min_qty_wh, {"from": alice}).return_value
     assert [first, second] == [
-        order_id_at(slot, False, 100, first_seq(1)),
-        order_id_at(slot, False, 101, first_seq(2)),
+        order_id_at(slot, False, 100_000, first_seq(1)),
+        order_id_at(slot, False, 100_001, first_seq(2)),
     ]
     assert [order[0] for order in plain(market.bookSide(slot, False, 10))] == [first, second]
 

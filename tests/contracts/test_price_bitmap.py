@@ -1,13 +1,19 @@
 """PriceBitmap (through CdaMarket): best-price search and book traversal at the edges of the
-four-level bitmap -- price 1, 2^32-1, and levels on both sides of the 256, 65536 and 2^24
-word boundaries -- for resting, cancelling (bitmap clear) and matching (bitmap walk)."""
+three-level bitmap, which the market indexes in price ticks (``price / tick``, below 2^24) --
+tick 1, the lowest and highest tick (MAX_PRICE_TICKS), and levels on both sides of the 256 and
+65536 word boundaries -- for resting, cancelling (bitmap clear) and matching (bitmap walk); and
+the same with a tick of 1000, where the bitmap holds ticks, not prices."""
 
 import random
 from dataclasses import replace
 
+import brownie
 import pytest
 
-MAX_PRICE = 2**32 - 1
+from peerwatt.config import MarketParams
+from peerwatt.orderbook_model import MAX_PRICE_TICKS
+
+MAX_PRICE = MAX_PRICE_TICKS  # the highest price with the ``market`` fixture's tick of 1
 EDGE_PRICES = [
     1,
     2,
@@ -19,11 +25,11 @@ EDGE_PRICES = [
     65_535,
     65_536,
     65_537,
-    2**24 - 1,
-    2**24,
-    2**24 + 1,
-    2**31,
+    2**23,
+    MAX_PRICE - 65_536,  # the last tick of the second-to-last depth-1 word
+    MAX_PRICE - 65_535,  # the first tick of the last one
     MAX_PRICE - 256,
+    MAX_PRICE - 255,  # the first tick of the last depth-0 word
     MAX_PRICE - 1,
     MAX_PRICE,
 ]
@@ -31,7 +37,7 @@ EDGE_PRICES = [
 
 @pytest.fixture
 def full_band(market, admin, config):
-    """The whole uint32 price band, 1 Wh minimum (escrow of 1 Wh at 2^32-1 is 4.29 tokens)."""
+    """The whole price band of tick 1, [1, MAX_PRICE_TICKS], 1 Wh minimum."""
     market.setMarketParams(
         replace(config.market, min_price_per_kwh=1, max_price_per_kwh=MAX_PRICE, min_qty_wh=1).as_tuple(),
         {"from": admin},
@@ -82,6 +88,13 @@ def test_cancelling_from_the_worst_end_keeps_the_best(market, full_band, alice, 
         assert side_prices(market, slot, is_buy, plain) == remaining
 
 
+def test_prices_beyond_the_top_tick_are_out_of_band(market, full_band, alice, slot, error_pattern):
+    """The band ends at MAX_PRICE_TICKS ticks: the next price is out of it, and so is a band
+    reaching it (see test_community_registry.py)."""
+    with brownie.reverts(revert_pattern=error_pattern("MarketPriceOutOfBand", MAX_PRICE + 1, 1, MAX_PRICE)):
+        market.placeOrder(slot, False, MAX_PRICE + 1, 1, {"from": alice})
+
+
 def test_buy_sweeps_asks_across_all_words(market, full_band, alice, bob, slot, logs, plain):
     prices = EDGE_PRICES[:10]
     random.Random(2).shuffle(prices)
@@ -118,10 +131,10 @@ def test_emptied_words_are_found_again(market, full_band, alice, slot, plain):
     assert plain(market.bestPrices(slot)) == (65_537, 0)
     market.cancelOrder(ids[65_537], {"from": alice})
     assert plain(market.bestPrices(slot)) == (1, 0)
-    ids = place_all(market, alice, slot, True, [2**24 + 255, MAX_PRICE])
+    ids = place_all(market, alice, slot, True, [2**23 + 255, MAX_PRICE])
     market.cancelOrder(ids[MAX_PRICE], {"from": alice})
-    assert plain(market.bestPrices(slot)) == (2**24 + 255, 0)
-    assert side_prices(market, slot, True, plain) == [2**24 + 255, 1]
+    assert plain(market.bestPrices(slot)) == (2**23 + 255, 0)
+    assert side_prices(market, slot, True, plain) == [2**23 + 255, 1]
 
 
 def test_sides_and_slots_have_separate_bitmaps(market, full_band, alice, slot, plain):
@@ -150,3 +163,64 @@ def test_random_levels_against_sorting(market, full_band, alice, slot, plain):
         left.discard(price)
         assert plain(market.bestPrices(slot)) == (max(left, default=0), 0)
     assert side_prices(market, slot, True, plain) == []
+
+
+# ------------------------------------------------------------------- tick of 1000
+
+TICK = 1_000
+TOP_TICK = (2**32 - 1) // TICK  # 4_294_967: the highest tick whose price fits in uint32
+TICK_EDGES = [1, 2, 255, 256, 257, 65_535, 65_536, 65_537, TOP_TICK // 256 * 256 - 1, TOP_TICK // 256 * 256, TOP_TICK]
+TICK_PRICES = [TICK * index for index in TICK_EDGES]
+
+
+@pytest.fixture
+def ticked(ticked_market, admin):
+    """The ``ticked_market`` fixture (tick 1000) with the widest band of its tick, [1000,
+    4_294_967_000], and 1 Wh minimum; returns the market and a slot open for trading."""
+    params = MarketParams(TICK, TICK * TOP_TICK, 1, 300, 20)
+    ticked_market.setMarketParams(params.as_tuple(), {"from": admin})
+    return ticked_market, ticked_market.nextOpenSlot() + 1
+
+
+@pytest.mark.parametrize("is_buy", [True, False])
+def test_ticks_rest_in_price_order(ticked, alice, plain, is_buy):
+    """Prices are kept in the bitmap as ticks: levels at the edges of its words in ticks (and at
+    the top tick, 4_294_967_000 per kWh, whose price is far above 2^24) show in price order, and
+    cancelling the best level finds the next across words."""
+    market, slot = ticked
+    assert market.priceTick() == TICK
+    shuffled = TICK_PRICES[:]
+    random.Random(4).shuffle(shuffled)
+    ids = place_all(market, alice, slot, is_buy, shuffled)
+    remaining = sorted(TICK_PRICES, reverse=is_buy)
+    assert side_prices(market, slot, is_buy, plain) == remaining
+    assert [order[0] for order in plain(market.bookSide(slot, is_buy, 100))] == [ids[price] for price in remaining]
+    while remaining:
+        best = remaining[0]
+        assert plain(market.bestPrices(slot)) == ((best, 0) if is_buy else (0, best))
+        market.cancelOrder(ids[remaining.pop(0)], {"from": alice})
+        assert side_prices(market, slot, is_buy, plain) == remaining
+    assert plain(market.bestPrices(slot)) == (0, 0)
+
+
+def test_ticks_match_across_words(ticked, alice, bob, logs, plain):
+    """A buy at the top tick sweeps asks across words at their own prices, lowest first; a sell
+    at the lowest tick sweeps bids highest first, and its rest becomes the best ask."""
+    market, slot = ticked
+    place_all(market, bob, slot, False, TICK_PRICES)
+    tx = market.placeOrder(slot, True, TICK * TOP_TICK, len(TICK_PRICES) - 1, {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == TICK_PRICES[:-1]
+    assert plain(market.bestPrices(slot)) == (0, TICK * TOP_TICK)
+    place_all(market, bob, slot, True, TICK_PRICES[:-1])
+    tx = market.placeOrder(slot, False, TICK, len(TICK_PRICES) + 1, {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == TICK_PRICES[-2::-1]
+    assert plain(market.bestPrices(slot)) == (0, TICK)
+    assert side_prices(market, slot, False, plain) == [TICK, TICK * TOP_TICK]
+
+
+def test_ticks_partial_sweep_stops_at_the_limit_across_a_boundary(ticked, alice, bob, logs, plain):
+    market, slot = ticked
+    place_all(market, bob, slot, False, [255 * TICK, 256 * TICK, 65_535 * TICK, 65_536 * TICK])
+    tx = market.placeOrder(slot, True, 65_535 * TICK, 5, {"from": alice})
+    assert [trade[5] for trade in logs(tx, "TradeExecuted")] == [255 * TICK, 256 * TICK, 65_535 * TICK]
+    assert plain(market.bestPrices(slot)) == (65_535 * TICK, 65_536 * TICK)

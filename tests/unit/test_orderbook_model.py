@@ -267,16 +267,22 @@ def test_resting_orders_and_escrow() -> None:
     ],
 )
 def test_bad_orders(request_: OrderRequest, error: tuple[str, ...]) -> None:
-    model = make_model()
-    sell(model, B, PRICE)
+    assert_refused_atomically(make_model(), request_, error, good_price=PRICE + 10)
+
+
+def assert_refused_atomically(
+    model: OrderBookModel, request_: OrderRequest, error: tuple[str, ...], good_price: int
+) -> None:
+    """``request_`` fails with ``error`` alone and after a good order in the same batch, and
+    changes nothing: the good order is rolled back without using up a nonce."""
+    sell(model, B, PRICE)  # a bad buy above it would cross
     before = state(model)
     with raises(*error):
         model.place_orders(A, [request_], now=NOW)
-    with raises(*error):  # an earlier good order of the batch is rolled back too
-        model.place_orders(A, [OrderRequest(SLOT, False, PRICE + 10, QTY), request_], now=NOW)
+    with raises(*error):
+        model.place_orders(A, [OrderRequest(SLOT, False, good_price, QTY), request_], now=NOW)
     assert state(model) == before
-    # the rolled-back order's level creation did not use up a nonce
-    assert sell(model, A, PRICE + 10) == place_id(False, PRICE + 10, 2)
+    assert sell(model, A, good_price) == place_id(False, good_price, 2)
 
 
 def test_gate_closure_boundary() -> None:
@@ -750,15 +756,7 @@ def test_price_band_is_at_most_max_price_ticks(tick: int) -> None:
     ],
 )
 def test_off_tick_order_is_rejected_and_changes_nothing(request_: OrderRequest, error: tuple[str, ...]) -> None:
-    model = make_model(price_tick=1_000)
-    sell(model, B, PRICE)  # an off-tick buy above it would cross
-    before = state(model)
-    with raises(*error):
-        model.place_orders(A, [request_], now=NOW)
-    with raises(*error):  # an earlier good order of the batch is rolled back too
-        model.place_orders(A, [OrderRequest(SLOT, False, PRICE + 10_000, QTY), request_], now=NOW)
-    assert state(model) == before
-    assert sell(model, A, PRICE + 10_000) == place_id(False, PRICE + 10_000, 2)  # no nonce used up
+    assert_refused_atomically(make_model(price_tick=1_000), request_, error, good_price=PRICE + 10_000)
 
 
 def test_orders_at_tick_multiples_trade_with_a_tick_of_1000() -> None:
