@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks: gas per market operation and `orders replay` throughput; JSON in benchmarks/results/.
+# Benchmarks: gas per market operation and per meter reading, `orders replay` throughput; JSON in
+# benchmarks/results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -7,4 +8,5 @@ bash tools/setup.sh
 # shellcheck disable=SC1091
 . .toolchain/env.sh
 .venv/bin/python benchmarks/gas.py
+.venv/bin/python benchmarks/oracle_gas.py
 .venv/bin/python benchmarks/replay_throughput.py
