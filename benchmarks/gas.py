@@ -228,8 +228,12 @@ def main() -> None:
     results: dict[str, Any] = {
         "chain": "anvil (Brownie-launched), EVM shanghai, solc 0.8.37 via-IR, optimizer runs 10000",
         "operations": {
-            name: {"gas": gas, "target": TARGETS[name][0], "anchor": TARGETS[name][1],
-                   "meets_target": None if TARGETS[name][0] is None else gas <= TARGETS[name][0]}
+            name: {
+                "gas": gas,
+                "target": TARGETS[name][0],
+                "anchor": TARGETS[name][1],
+                "meets_target": None if TARGETS[name][0] is None else gas <= TARGETS[name][0],
+            }
             for name, gas in measured.items()
         },
         "book_depth": {**depth, "target_increase_pct": 10},
@@ -244,8 +248,10 @@ def main() -> None:
         mark = "" if row["meets_target"] in (None, True) else " (missed)"
         print(f"| {name} | {row['gas']:,}{mark} | {target} | {row['anchor']} |")
     for name, row in depth.items():
-        print(f"| {name}, 1,000 resting orders vs empty | {row['book_1000_orders']:,} vs {row['empty_book']:,} "
-              f"({row['increase_pct']:+}%) | within +10% | O(log n)-O(n) |")
+        print(
+            f"| {name}, 1,000 resting orders vs empty | {row['book_1000_orders']:,} vs {row['empty_book']:,} "
+            f"({row['increase_pct']:+}%) | within +10% | O(log n)-O(n) |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,25 +21,17 @@ import csv
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from cli_runner import peerwatt
+
 from peerwatt.toolchain import PROJECT_ROOT
 
 MEMBERS = 20
 LADDER = 5  # orders per member and slot in the grouped file
-
-
-def peerwatt(*args: str, env: dict[str, str]) -> str:
-    exe = Path(sys.executable).with_name("peerwatt")
-    result = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=env["PW_CWD"])
-    if result.returncode != 0:
-        raise SystemExit(f"peerwatt {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def order_rows(first_slot: int, orders: int, interleaved: bool, seed: int = 11) -> list[dict[str, Any]]:

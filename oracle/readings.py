@@ -22,6 +22,7 @@ READING_FIELDS = [
     {"name": "exportRegisterWh", "type": "uint48"},
 ]
 PACKED_READING_BYTES = 109  # MeterOracle.PACKED_READING_BYTES
+ACCEPTED_READING_BYTES = 44  # MeterOracle.ACCEPTED_READING_BYTES: the packed reading without its signature
 _FIELD_BYTES = (20, 4, 4, 4, 6, 6)  # meter, slot, importWh, exportWh, importRegisterWh, exportRegisterWh
 
 
@@ -106,3 +107,16 @@ class SignedReading:
 def pack(readings: Iterable[SignedReading]) -> bytes:
     """A batch for ``MeterOracle.submitReadings``."""
     return b"".join(reading.packed() for reading in readings)
+
+
+def unpack_accepted(data: bytes) -> list[Reading]:
+    """The readings of a ``ReadingsAccepted`` event (44 bytes each)."""
+    readings = []
+    for start in range(0, len(data), ACCEPTED_READING_BYTES):
+        record = data[start : start + ACCEPTED_READING_BYTES]
+        values, offset = [], 20
+        for size in _FIELD_BYTES[1:]:
+            values.append(int.from_bytes(record[offset : offset + size], "big"))
+            offset += size
+        readings.append(Reading(to_checksum_address(record[:20]), *values))
+    return readings

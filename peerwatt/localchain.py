@@ -118,15 +118,32 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex((HOST, port)) == 0
 
 
-def rpc_answers(url: str, timeout: float = 2.0) -> bool:
-    """Whether a JSON-RPC node answers ``eth_chainId`` at ``url``."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+def _rpc(url: str, method: str, params: list[object], timeout: float = 2.0) -> object:
+    """One JSON-RPC call with the standard library (the launcher needs no Web3); None if the
+    node does not answer or answers with an error."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
-            return "result" in json.loads(response.read())
+            return json.loads(response.read()).get("result")
     except (OSError, ValueError, urllib.error.URLError):
-        return False
+        return None
+
+
+def rpc_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether a JSON-RPC node answers ``eth_chainId`` at ``url``."""
+    return _rpc(url, "eth_chainId", [], timeout) is not None
+
+
+def _resume_clock(url: str) -> None:
+    """A chain restored from --state stamps new blocks with the wall clock again, losing what
+    `chain advance` added: move its clock on to just after its latest block, so time on the
+    chain never goes back (slots that had ended stay ended)."""
+    latest = _rpc(url, "eth_getBlockByNumber", ["latest", False])
+    if isinstance(latest, dict):
+        ahead = int(latest["timestamp"], 16) - int(time.time())
+        if ahead > 0:
+            _rpc(url, "evm_increaseTime", [ahead + 1])
 
 
 def group_alive(pgid: int) -> bool:
@@ -233,6 +250,8 @@ def start(
             _forget(port)
             raise PeerwattError(f"{engine.value} did not answer on port {port} within {timeout:.0f} s (log: {log})")
         time.sleep(0.2)
+    if state_dir is not None:
+        _resume_clock(chain.rpc_url)
     return chain
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks: gas per market operation and per meter reading, `orders replay` throughput; JSON in
+# Benchmarks: gas per market operation and per meter reading, `orders replay` and `readings push`
+# throughput; JSON in
 # benchmarks/results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,3 +11,4 @@ bash tools/setup.sh
 .venv/bin/python benchmarks/gas.py
 .venv/bin/python benchmarks/oracle_gas.py
 .venv/bin/python benchmarks/replay_throughput.py
+.venv/bin/python benchmarks/readings_throughput.py

@@ -41,9 +41,16 @@ class AppContext:
 
     def deployment(self) -> Deployment:
         """The deployment file's contents, verified against the chain."""
+        return self._loaded_deployment()[0]
+
+    def deployment_file(self) -> Path:
+        """Where the deployment file is (dev meter keys and the oracle's outbox live beside it)."""
+        return self._loaded_deployment()[1]
+
+    def _loaded_deployment(self) -> tuple[Deployment, Path]:
         if self._deployment is None:
             self._deployment = load_checked(self.w3(), self.deployment_option)
-        return self._deployment[0]
+        return self._deployment
 
     def market(self) -> Market:
         if self._market is None:

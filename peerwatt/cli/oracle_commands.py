@@ -1,0 +1,145 @@
+"""Commands of the meter oracle: push signed readings from a CSV file, list a slot's readings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from oracle.outbox import Outbox, Status, outbox_path
+from oracle.pusher import DEFAULT_BATCH, Pusher, PushResult, accepted_readings
+from oracle.readings import OracleDomain, SignedReading
+from oracle.sources import read_csv
+from oracle.validation import ValidReading, validate, write_quarantine
+from peerwatt.chain import latest_timestamp
+from peerwatt.cli.app import app, context
+from peerwatt.cli.output import TableFormat, emit_rows
+from peerwatt.deployment import Deployment
+from peerwatt.dev_keys import key_store_path, load_dev_keys
+from peerwatt.errors import ConflictError, InputError
+
+READING_COLUMNS = (
+    "meter",
+    "member",
+    "slot",
+    "import_wh",
+    "export_wh",
+    "import_register_wh",
+    "export_register_wh",
+    "tx_hash",
+)
+
+readings_app = typer.Typer(help="Meter readings: push signed readings, list a slot's.")
+app.add_typer(readings_app, name="readings")
+
+
+@readings_app.callback(invoke_without_command=True)
+def readings(
+    ctx: typer.Context,
+    slot: Annotated[Optional[int], typer.Option("--slot", min=0, max=2**32 - 1, help="Delivery slot.")] = None,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.CSV,
+) -> None:
+    """List the readings the oracle accepted for a slot (or run a subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if slot is None:
+        raise InputError("give --slot S to list a slot's readings, or a subcommand (push)")
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    names = {address.lower(): name for name, address in deployment.meters.items()}
+    rows = [
+        {
+            "meter": reading.meter,
+            "member": names.get(reading.meter.lower(), ""),
+            "slot": reading.slot,
+            "import_wh": reading.import_wh,
+            "export_wh": reading.export_wh,
+            "import_register_wh": reading.import_register_wh,
+            "export_register_wh": reading.export_register_wh,
+            "tx_hash": tx_hash,
+        }
+        for reading, tx_hash in accepted_readings(app_ctx.w3(), deployment)
+        if reading.slot == slot
+    ]
+    emit_rows(rows, READING_COLUMNS, fmt)
+
+
+@readings_app.command("push")
+def readings_push(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="CSV: meter,slot,import_wh,export_wh,import_register_wh,export_register_wh")
+    ],
+    batch: Annotated[int, typer.Option("--batch", min=1, max=1000, help="Readings per transaction.")] = DEFAULT_BATCH,
+    quarantine: Annotated[
+        Optional[Path], typer.Option("--quarantine", help="Bad rows go here (default: FILE.quarantine.csv).")
+    ] = None,
+    outbox: Annotated[
+        Optional[Path], typer.Option("--outbox", help="Outbox database (default: beside the deployment file).")
+    ] = None,
+    keys: Annotated[
+        Optional[Path], typer.Option("--keys", help="Dev meter key store (default: beside the deployment file).")
+    ] = None,
+) -> None:
+    """Validate, sign (dev meter keys) and push a CSV of readings, exactly once."""
+    app_ctx = context(ctx)
+    w3 = app_ctx.w3()
+    deployment = app_ctx.deployment()
+    deployment_file = app_ctx.deployment_file()
+    rows = read_csv(file)
+    current_slot = deployment.slot_clock.slot_at(latest_timestamp(w3))
+    checked = validate(rows, deployment.meters, current_slot)
+    quarantine_file = quarantine or file.with_name(file.stem + ".quarantine.csv")
+    if checked.quarantined:
+        write_quarantine(quarantine_file, checked.quarantined)
+
+    box = Outbox(outbox or outbox_path(deployment_file), deployment.chain_id, deployment.oracle)
+    try:
+        added = box.add(_sign(checked.readings, deployment, keys or key_store_path(deployment_file)))
+        pusher = Pusher(w3, deployment, box, relayer=deployment.deployer, batch_size=batch)
+        result = _push_with_progress(pusher, len(box.entries(Status.PENDING)) + len(box.entries(Status.SENT)))
+        counts = box.counts()
+    finally:
+        box.close()
+
+    typer.echo(
+        f"{len(rows)} rows: {len(checked.readings)} valid, {len(checked.quarantined)} quarantined; "
+        f"{result.accepted} readings accepted on chain in {result.transactions} transactions "
+        f"({result.readings_per_second:.0f} readings/s), {result.already_on_chain} already there"
+    )
+    typer.echo(f"outbox: {', '.join(f'{count} {status.value}' for status, count in counts.items())}")
+    if result.waiting:
+        typer.echo(f"{result.waiting} readings wait in the outbox for their slot to end; push again later")
+    problems = []
+    if checked.quarantined:
+        problems.append(f"{len(checked.quarantined)} rows quarantined in {quarantine_file}")
+    if added.conflicts:
+        problems.append(f"{len(added.conflicts)} readings differ from ones already in the outbox")
+    if result.rejected:
+        problems.append("rejected on chain: " + ", ".join(f"{n} {reason}" for reason, n in result.rejected.items()))
+    if problems:
+        raise ConflictError("; ".join(problems))
+
+
+def _sign(readings: list[ValidReading], deployment: Deployment, key_store: Path) -> list[SignedReading]:
+    """Signs each reading with its meter's dev key."""
+    private_keys = {key.address.lower(): key.private_key for key in load_dev_keys(key_store)}
+    missing = sorted({v.member for v in readings if v.reading.meter.lower() not in private_keys})
+    if missing:
+        raise InputError(f"no key in {key_store} for the meters of {', '.join(missing)}")
+    domain = OracleDomain(deployment.chain_id, deployment.oracle)
+    return [domain.sign(v.reading, private_keys[v.reading.meter.lower()]) for v in readings]
+
+
+def _push_with_progress(pusher: Pusher, total: int) -> PushResult:
+    """Pushes with a progress bar on stderr (when it is a terminal)."""
+    console = Console(stderr=True)
+    if not console.is_terminal or total == 0:
+        return pusher.push()
+    columns = (TextColumn("pushing readings"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("push", total=total)
+        return pusher.push(progress=lambda settled: progress.advance(task, settled))
