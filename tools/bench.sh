@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: gas per market operation and per meter reading, `orders replay` and `readings push`
-# throughput; JSON in
-# benchmarks/results/.
+# throughput; JSON in benchmarks/results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -1,25 +1,30 @@
-"""Commands of the meter oracle: push signed readings from a CSV file, list a slot's readings."""
+"""Commands of the meter oracle: meter keys, pushing signed readings from a CSV file, listing a
+slot's readings."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from eth_account import Account
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from oracle.outbox import Outbox, Status, outbox_path
-from oracle.pusher import DEFAULT_BATCH, Pusher, PushResult, accepted_readings
+from oracle.pusher import DEFAULT_BATCH, ORACLE, Pusher, PushResult, accepted_readings
 from oracle.readings import OracleDomain, SignedReading
 from oracle.sources import read_csv
 from oracle.validation import ValidReading, validate, write_quarantine
+from peerwatt import artifacts
 from peerwatt.chain import latest_timestamp
-from peerwatt.cli.app import app, context
+from peerwatt.cli.app import AppContext, app, context
 from peerwatt.cli.output import TableFormat, emit_rows
 from peerwatt.deployment import Deployment
-from peerwatt.dev_keys import key_store_path, load_dev_keys
-from peerwatt.errors import ConflictError, InputError
+from peerwatt.dev_keys import DevMeterKey, create_dev_keys, key_store_path, load_dev_keys, save_dev_keys
+from peerwatt.errors import ConflictError, InputError, NotFoundError
+from peerwatt.transactions import TxSender
 
 READING_COLUMNS = (
     "meter",
@@ -34,6 +39,91 @@ READING_COLUMNS = (
 
 readings_app = typer.Typer(help="Meter readings: push signed readings, list a slot's.")
 app.add_typer(readings_app, name="readings")
+meter_app = typer.Typer(help="Meter keys: register a member's meter, replace it.", no_args_is_help=True)
+app.add_typer(meter_app, name="meter")
+
+MemberOption = Annotated[str, typer.Option("--member", help="Member name from the deployment (member0, ...).")]
+KeyFileOption = Annotated[
+    Optional[Path],
+    typer.Option("--key-file", help="File holding the meter's private key (0x hex); default: a new dev key."),
+]
+FromSlotOption = Annotated[
+    Optional[int],
+    typer.Option("--from-slot", min=0, max=2**32 - 1, help="First slot the key signs (default: the current slot)."),
+]
+
+
+@meter_app.command("add")
+def meter_add(
+    ctx: typer.Context, member: MemberOption, key_file: KeyFileOption = None, from_slot: FromSlotOption = None
+) -> None:
+    """Register a meter key for a member that has none."""
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    address = deployment.member_address(member)
+    if member in deployment.meters:
+        raise ConflictError(f"{member} has meter {deployment.meters[member]}; replace it with `peerwatt meter rotate`")
+    key = _meter_key(member, key_file)
+    slot = _from_slot(app_ctx, from_slot)
+    _transact(app_ctx, "registerMeter", key.address, address, slot)
+    _record_key(app_ctx, key)
+    typer.echo(f"{member}: meter {key.address} registered from slot {slot}")
+
+
+@meter_app.command("rotate")
+def meter_rotate(
+    ctx: typer.Context, member: MemberOption, key_file: KeyFileOption = None, from_slot: FromSlotOption = None
+) -> None:
+    """Replace a member's meter key (device replaced): the old key signs no slot from --from-slot on."""
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    deployment.member_address(member)  # a known member
+    if member not in deployment.meters:
+        raise NotFoundError(f"{member} has no meter; register one with `peerwatt meter add`")
+    old = deployment.meters[member]
+    key = _meter_key(member, key_file)
+    slot = _from_slot(app_ctx, from_slot)
+    _transact(app_ctx, "rotateMeter", old, key.address, slot)
+    _record_key(app_ctx, key)
+    typer.echo(f"{member}: meter {old} revoked from slot {slot}; meter {key.address} signs from slot {slot} on")
+
+
+def _meter_key(member: str, key_file: Path | None) -> DevMeterKey:
+    if key_file is None:
+        return create_dev_keys([member])[0]
+    try:
+        private_key = key_file.read_text().strip()
+        address = Account.from_key(private_key).address
+    except FileNotFoundError:
+        raise NotFoundError(f"no key file {key_file}") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{key_file} does not hold a private key (0x hex): {exc}") from None
+    return DevMeterKey(member, address, private_key)
+
+
+def _from_slot(app_ctx: AppContext, from_slot: int | None) -> int:
+    if from_slot is not None:
+        return from_slot
+    return app_ctx.deployment().slot_clock.slot_at(latest_timestamp(app_ctx.w3()))
+
+
+def _transact(app_ctx: AppContext, function: str, *args: object) -> None:
+    """Sends a MeterOracle call from the deployer (the dev manager), refused ones decoded first."""
+    deployment = app_ctx.deployment()
+    sender = TxSender(app_ctx.w3())
+    sender.mined(
+        sender.send(deployment.deployer, deployment.oracle, artifacts.function(ORACLE, function).encode(*args))
+    )
+
+
+def _record_key(app_ctx: AppContext, key: DevMeterKey) -> None:
+    """The deployment file names the member's meter; the key store keeps its key."""
+    path = app_ctx.deployment_file()
+    deployment = app_ctx.deployment()
+    replace(deployment, meters={**deployment.meters, key.member: key.address}).save(path)
+    store = key_store_path(path)
+    kept = [k for k in load_dev_keys(store) if k.member != key.member] if store.exists() else []
+    save_dev_keys(store, [*kept, key])
 
 
 @readings_app.callback(invoke_without_command=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from peerwatt_cli import ENGINES, PEERWATT, Cli, start_community, write_csv
 
 from oracle.outbox import outbox_path
@@ -154,3 +155,29 @@ def test_a_push_survives_a_chain_restart_with_persisted_state(new_cli: Callable[
     assert "Traceback" not in stderr
     assert outbox_counts(cli) == {"done": MEMBERS * slots}
     assert_on_chain_once(cli, slots)
+
+
+def test_meter_rotation_on_the_command_line(new_cli: Callable[[], Cli]) -> None:
+    cli = new_cli()
+    start_community(cli, "anvil")
+    end_slots(cli, 8)
+    rows = reading_rows(4)
+    cli.ok("readings", "push", write_csv(cli.workdir / "first.csv", rows, header=HEADER))
+    old = Deployment.load(cli.deployment).meters["member1"]
+
+    cli.fails("meter", "add", "--member", "member1", code=65, match="member1 has meter")
+    cli.fails("meter", "rotate", "--member", "nobody", code=66, match="unknown member 'nobody'")
+    cli.fails("meter", "rotate", "--member", "member1", "--from-slot", 3, match="OracleInvalidRevocation")
+    key_file = cli.workdir / "member1.key"
+    key_file.write_text("0x" + "5a" * 32 + "\n")
+    rotated = cli.ok("meter", "rotate", "--member", "member1", "--key-file", key_file, "--from-slot", 5)
+    new = Account.from_key("0x" + "5a" * 32).address
+    assert f"meter {old} revoked from slot 5; meter {new} signs from slot 5 on" in rotated.stdout
+    assert Deployment.load(cli.deployment).meters["member1"] == new
+
+    # the replaced device starts its registers afresh; its readings from slot 5 on are accepted
+    later = write_csv(cli.workdir / "later.csv", ["member1,5,100,0,100,0", "member1,6,50,10,150,10"], header=HEADER)
+    pushed = cli.ok("readings", "push", later)
+    assert "2 readings accepted" in pushed.stdout
+    listed = cli.ok("readings", "--slot", 6, "--format", "json").json()
+    assert [(row["meter"], row["member"], row["import_register_wh"]) for row in listed] == [(new, "member1", 150)]
