@@ -251,6 +251,13 @@ def market(
 
 
 @pytest.fixture(scope="module")
+def market_at(CdaMarket: Any, token: Any, admin: Any, config: CommunityConfig) -> Callable[[int], Any]:
+    """``market_at(epoch)``: a bare market (no members) with the config's parameters and slot 0
+    starting at ``epoch``."""
+    return lambda epoch: deploy_market(CdaMarket, admin, token, config, epoch)
+
+
+@pytest.fixture(scope="module")
 def deploy_community(
     CdaMarket: Any, token: Any, chain: Any, admin: Any, manager: Any, members: list[Any]
 ) -> Callable[[CommunityConfig], Any]:

@@ -578,20 +578,11 @@ def test_slot_not_ended(oracle, market, metered, clock, sign, submit, rejected, 
     assert accepted(tx) == [record(steady(KEY_A, current))]
 
 
-def test_no_slot_ends_before_the_epoch(MeterOracle, CdaMarket, token, config, admin, alice, clock, logs):
+def test_no_slot_ends_before_the_epoch(MeterOracle, market_at, config, admin, alice, clock, logs):
     """The oracle keeps its own registry's clock: with an epoch in the future, slot 0 (in the
     future) has not ended, and it ends exactly one slot length after the epoch."""
     epoch = config.epoch_for(clock.now) + 10 * config.slot_seconds
-    market = CdaMarket.deploy(
-        admin,
-        token,
-        epoch,
-        config.slot_seconds,
-        config.price_tick,
-        config.market.as_tuple(),
-        config.tariffs.as_tuple(),
-        {"from": admin},
-    )
+    market = market_at(epoch)
     market.grantRole(market.MANAGER_ROLE(), admin, {"from": admin})
     market.addMember(alice, {"from": admin})
     oracle = MeterOracle.deploy(market, {"from": admin})
