@@ -135,7 +135,8 @@ class Outbox:
         """Moves the readings (meter, slot) to ``status``, in one transaction."""
         with self._transaction():
             self._db.executemany(
-                "UPDATE readings SET status=?, tx_hash=?, detail=? WHERE chain_id=? AND oracle=? AND meter=? AND slot=?",
+                "UPDATE readings SET status=?, tx_hash=?, detail=? "
+                "WHERE chain_id=? AND oracle=? AND meter=? AND slot=?",
                 [(status.value, tx_hash, detail, *self._scope, meter.lower(), slot) for meter, slot in keys],
             )
 

@@ -340,7 +340,8 @@ class Market:
         return artifacts.function(MARKET, "placeOrders").encode([r.as_tuple() for r in requests])
 
     def cancel_orders_data(self, order_ids: Iterable[int]) -> str:
-        return artifacts.function(MARKET, "cancelOrders").encode([check_uint("order id", i, ORDER_ID_BITS) for i in order_ids])
+        ids = [check_uint("order id", order_id, ORDER_ID_BITS) for order_id in order_ids]
+        return artifacts.function(MARKET, "cancelOrders").encode(ids)
 
     def _worst_case_order_gas(self) -> int:
         """Gas one order may take whatever the book holds: every fill and self-trade cancellation

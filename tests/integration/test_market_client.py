@@ -16,8 +16,8 @@ from peerwatt.deployment import load_checked
 from peerwatt.dev_keys import key_store_path, load_dev_keys
 from peerwatt.errors import ContractRevertError
 from peerwatt.market import CancelReason, Market, OrderRequest, Side
-from peerwatt.transactions import call
 from peerwatt.order_ids import first_seq, order_id_at
+from peerwatt.transactions import call
 
 FILL_CAP = 2
 

@@ -368,7 +368,8 @@ class MarketRunner:
         return [self.plain(fn.decode_output(resp["result"])) for (fn, _), resp in zip(calls, responses, strict=True)]
 
     def check(self) -> None:
-        """Books, best prices, balances, positions and membership equal the model's; the market's tokens are exactly its balances, escrows and held payments."""
+        """Books, best prices, balances, positions and membership equal the model's; the market's
+        tokens are exactly its balances, escrows and held payments."""
         market, model = self.market, self.model
         calls = [(self.token.balanceOf, (market,))]
         for slot in self.slots:
