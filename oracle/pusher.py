@@ -128,7 +128,7 @@ class Pusher:
             elif request(self.w3, "eth_getTransactionByHash", [tx_hash]) is None:
                 self.outbox.set_status(_keys(entries), Status.PENDING)  # the node forgot it
         for meter in self.outbox.meters():
-            last = self._last_slot_on_chain(meter)
+            last = last_slot_on_chain(self.w3, self.deployment, meter)
             self.outbox.requeue_after(meter, last)
             if last is not None:
                 result.already_on_chain += self.outbox.settle_pending_up_to(meter, last)
@@ -166,11 +166,6 @@ class Pusher:
             self.outbox.set_status([(meter, slot)], Status.REJECTED, receipt.tx_hash, reason)
             result.rejected[reason] = result.rejected.get(reason, 0) + 1
 
-    def _last_slot_on_chain(self, meter: str) -> int | None:
-        view: Any = call(self.w3, self.oracle, ORACLE, "meter", Web3.to_checksum_address(meter))[0]
-        has_reading, last_slot = view[4], view[5]
-        return int(last_slot) if has_reading else None
-
 
 def _keys(entries: Sequence[Entry]) -> list[tuple[str, int]]:
     return [(entry.meter, entry.slot) for entry in entries]
@@ -203,3 +198,10 @@ def accepted_readings(w3: Web3, deployment: Deployment) -> list[tuple[Reading, s
         assert decoded is not None
         found += [(reading, log["transactionHash"]) for reading in unpack_accepted(decoded[1]["readings"])]
     return found
+
+
+def last_slot_on_chain(w3: Web3, deployment: Deployment, meter: str) -> int | None:
+    """The slot of the meter's last reading the oracle accepted (None if it has none)."""
+    view: Any = call(w3, deployment.oracle, ORACLE, "meter", Web3.to_checksum_address(meter))[0]
+    has_reading, last_slot = view[4], view[5]
+    return int(last_slot) if has_reading else None

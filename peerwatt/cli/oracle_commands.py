@@ -3,7 +3,9 @@ slot's readings."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,14 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from oracle.outbox import Outbox, Status, outbox_path
-from oracle.pusher import DEFAULT_BATCH, ORACLE, Pusher, PushResult, accepted_readings
+from oracle.pusher import DEFAULT_BATCH, ORACLE, Pusher, PushResult, accepted_readings, last_slot_on_chain
 from oracle.readings import OracleDomain, SignedReading
 from oracle.sources import read_csv
 from oracle.validation import ValidReading, validate, write_quarantine
 from peerwatt import artifacts
 from peerwatt.chain import latest_timestamp
 from peerwatt.cli.app import AppContext, app, context
-from peerwatt.cli.output import TableFormat, emit_rows
+from peerwatt.cli.output import TableFormat, emit_rows, note
 from peerwatt.deployment import Deployment
 from peerwatt.dev_keys import DevMeterKey, create_dev_keys, key_store_path, load_dev_keys, save_dev_keys
 from peerwatt.errors import ConflictError, InputError, NotFoundError
@@ -41,6 +43,8 @@ readings_app = typer.Typer(help="Meter readings: push signed readings, list a sl
 app.add_typer(readings_app, name="readings")
 meter_app = typer.Typer(help="Meter keys: register a member's meter, replace it.", no_args_is_help=True)
 app.add_typer(meter_app, name="meter")
+oracle_app = typer.Typer(help="The meter oracle: push readings from a source as slots end.", no_args_is_help=True)
+app.add_typer(oracle_app, name="oracle")
 
 MemberOption = Annotated[str, typer.Option("--member", help="Member name from the deployment (member0, ...).")]
 KeyFileOption = Annotated[
@@ -157,38 +161,113 @@ def readings(
     emit_rows(rows, READING_COLUMNS, fmt)
 
 
+OutboxOption = Annotated[
+    Optional[Path], typer.Option("--outbox", help="Outbox database (default: beside the deployment file).")
+]
+KeysOption = Annotated[
+    Optional[Path], typer.Option("--keys", help="Dev meter key store (default: beside the deployment file).")
+]
+BatchOption = Annotated[int, typer.Option("--batch", min=1, max=1000, help="Readings per transaction.")]
+
+
 @readings_app.command("push")
 def readings_push(
     ctx: typer.Context,
     file: Annotated[
         Path, typer.Argument(help="CSV: meter,slot,import_wh,export_wh,import_register_wh,export_register_wh")
     ],
-    batch: Annotated[int, typer.Option("--batch", min=1, max=1000, help="Readings per transaction.")] = DEFAULT_BATCH,
+    batch: BatchOption = DEFAULT_BATCH,
     quarantine: Annotated[
         Optional[Path], typer.Option("--quarantine", help="Bad rows go here (default: FILE.quarantine.csv).")
     ] = None,
-    outbox: Annotated[
-        Optional[Path], typer.Option("--outbox", help="Outbox database (default: beside the deployment file).")
-    ] = None,
-    keys: Annotated[
-        Optional[Path], typer.Option("--keys", help="Dev meter key store (default: beside the deployment file).")
-    ] = None,
+    outbox: OutboxOption = None,
+    keys: KeysOption = None,
 ) -> None:
     """Validate, sign (dev meter keys) and push a CSV of readings, exactly once."""
     app_ctx = context(ctx)
-    w3 = app_ctx.w3()
-    deployment = app_ctx.deployment()
-    deployment_file = app_ctx.deployment_file()
-    rows = read_csv(file)
-    current_slot = deployment.slot_clock.slot_at(latest_timestamp(w3))
-    checked = validate(rows, deployment.meters, current_slot)
-    quarantine_file = quarantine or file.with_name(file.stem + ".quarantine.csv")
-    if checked.quarantined:
-        write_quarantine(quarantine_file, checked.quarantined)
+    readings, problems = _checked_csv(app_ctx, file, quarantine)
+    _deliver(app_ctx, readings, batch, outbox, keys, problems)
 
+
+class Source(str, Enum):
+    CSV = "csv"
+    SIM = "sim"
+
+
+@oracle_app.command("run")
+def oracle_run(
+    ctx: typer.Context,
+    source: Annotated[Source, typer.Option("--source", help="csv: a file (--file); sim: simulated meters.")],
+    file: Annotated[Optional[Path], typer.Option("--file", help="The CSV file of --source csv.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="Keep running: push each slot once it has ended.")] = False,
+    poll_seconds: Annotated[float, typer.Option("--poll-seconds", min=0.05, help="How often --follow looks.")] = 2.0,
+    batch: BatchOption = DEFAULT_BATCH,
+    outbox: OutboxOption = None,
+    keys: KeysOption = None,
+) -> None:
+    """Push every ended slot's readings from a source; with --follow, go on slot by slot."""
+    if source is Source.CSV and file is None:
+        raise InputError("--source csv needs --file FILE")
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    simulated = None
+    if source is Source.SIM:
+        from oracle.simulated import SimulatedMeters  # pandas, pvlib, demandlib: only for --source sim
+
+        simulated = SimulatedMeters(deployment.slot_clock, deployment.meters)
+    next_slot = _first_unreported_slot(app_ctx)
+    while True:
+        ended = deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3()))
+        if simulated is not None:
+            readings = [ValidReading(0, member, r) for member, r in simulated.readings(next_slot, ended)]
+            problems: list[str] = []
+        else:
+            assert file is not None
+            readings, problems = _checked_csv(app_ctx, file, None)
+        if readings or not follow:
+            note(f"slots before {ended}: {len(readings)} readings")
+            _deliver(app_ctx, readings, batch, outbox, keys, problems if not follow else [])
+        next_slot = max(next_slot, ended)
+        if not follow:
+            return
+        while deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3())) <= ended:
+            time.sleep(poll_seconds)
+
+
+def _first_unreported_slot(app_ctx: AppContext) -> int:
+    """The earliest slot after some meter's last reading on chain (0 if one has none)."""
+    deployment = app_ctx.deployment()
+    lasts = [last_slot_on_chain(app_ctx.w3(), deployment, meter) for meter in deployment.meters.values()]
+    return min((0 if last is None else last + 1) for last in lasts) if lasts else 0
+
+
+def _checked_csv(app_ctx: AppContext, file: Path, quarantine: Path | None) -> tuple[list[ValidReading], list[str]]:
+    """The file's valid readings, and a problem line if rows went to the quarantine file."""
+    deployment = app_ctx.deployment()
+    rows = read_csv(file)
+    checked = validate(rows, deployment.meters, deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3())))
+    typer.echo(f"{len(rows)} rows: {len(checked.readings)} valid, {len(checked.quarantined)} quarantined")
+    if not checked.quarantined:
+        return checked.readings, []
+    quarantine_file = quarantine or file.with_name(file.stem + ".quarantine.csv")
+    write_quarantine(quarantine_file, checked.quarantined)
+    return checked.readings, [f"{len(checked.quarantined)} rows quarantined in {quarantine_file}"]
+
+
+def _deliver(
+    app_ctx: AppContext,
+    readings: list[ValidReading],
+    batch: int,
+    outbox: Path | None,
+    keys: Path | None,
+    problems: list[str],
+) -> None:
+    """Signs the readings, stores them in the outbox and pushes everything pending; reports
+    what happened, and fails (one line, non-zero exit) if anything was refused."""
+    w3, deployment, deployment_file = app_ctx.w3(), app_ctx.deployment(), app_ctx.deployment_file()
     box = Outbox(outbox or outbox_path(deployment_file), deployment.chain_id, deployment.oracle)
     try:
-        added = box.add(_sign(checked.readings, deployment, keys or key_store_path(deployment_file)))
+        added = box.add(_sign(readings, deployment, keys or key_store_path(deployment_file)))
         pusher = Pusher(w3, deployment, box, relayer=deployment.deployer, batch_size=batch)
         result = _push_with_progress(pusher, len(box.entries(Status.PENDING)) + len(box.entries(Status.SENT)))
         counts = box.counts()
@@ -196,16 +275,13 @@ def readings_push(
         box.close()
 
     typer.echo(
-        f"{len(rows)} rows: {len(checked.readings)} valid, {len(checked.quarantined)} quarantined; "
         f"{result.accepted} readings accepted on chain in {result.transactions} transactions "
         f"({result.readings_per_second:.0f} readings/s), {result.already_on_chain} already there"
     )
     typer.echo(f"outbox: {', '.join(f'{count} {status.value}' for status, count in counts.items())}")
     if result.waiting:
         typer.echo(f"{result.waiting} readings wait in the outbox for their slot to end; push again later")
-    problems = []
-    if checked.quarantined:
-        problems.append(f"{len(checked.quarantined)} rows quarantined in {quarantine_file}")
+    problems = list(problems)
     if added.conflicts:
         problems.append(f"{len(added.conflicts)} readings differ from ones already in the outbox")
     if result.rejected:
