@@ -1,7 +1,8 @@
 """Pushes the outbox's signed readings to the MeterOracle in batches, exactly once.
 
 Each round first reconciles the outbox with the chain, then sends pending readings slot-major
-in batches of at most ``batch_size``:
+in batches of at most ``batch_size`` readings, fewer if that many would not fit in a block at
+the worst-case gas per reading:
 
 * a ``sent`` batch whose transaction is mined is settled from its events (accepted, re-sent,
   rejected with the oracle's reason); one the node no longer knows (a restarted chain) is
@@ -36,6 +37,7 @@ ORACLE = "MeterOracle"
 DEFAULT_BATCH = 100
 TX_BASE_GAS = 60_000
 GAS_PER_READING = 40_000  # a reading costs 13k-33k (benchmarks/oracle_gas.py): ample room
+BLOCK_GAS_SHARE = 0.9  # a batch stays below the block gas limit
 REJECT_REASONS = (  # IMeterOracle.RejectReason
     "UnknownMeter",
     "KeyNotActive",
@@ -100,7 +102,8 @@ class Pusher:
             try:
                 self.reconcile(result)
                 self._ended_before = self.deployment.slot_clock.slot_at(latest_timestamp(self.w3))
-                while batch := self.outbox.entries(Status.PENDING, self.batch_size, before_slot=self._ended_before):
+                per_batch = self.readings_per_batch()
+                while batch := self.outbox.entries(Status.PENDING, per_batch, before_slot=self._ended_before):
                     self._send(batch, result)
                     unavailable_since, delay = None, 0.2
                     if progress is not None:
@@ -133,9 +136,14 @@ class Pusher:
             if last is not None:
                 result.already_on_chain += self.outbox.settle_pending_up_to(meter, last)
 
+    def readings_per_batch(self) -> int:
+        """``batch_size``, or fewer if that many would not fit in a block at the worst-case gas."""
+        fit = int((self.sender.block_gas_limit() * BLOCK_GAS_SHARE - TX_BASE_GAS) // GAS_PER_READING)
+        return max(1, min(self.batch_size, fit))
+
     def _send(self, batch: list[Entry], result: PushResult) -> None:
         data = self._submit.encode(b"".join(entry.packed for entry in batch))
-        gas = min(TX_BASE_GAS + GAS_PER_READING * len(batch), self.sender.block_gas_limit())
+        gas = TX_BASE_GAS + GAS_PER_READING * len(batch)
         tx_hash = self.sender.send(self.relayer, self.oracle, data, gas=gas)
         self.outbox.set_status(_keys(batch), Status.SENT, tx_hash)
         result.transactions += 1

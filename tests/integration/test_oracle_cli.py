@@ -17,8 +17,8 @@ import pytest
 from eth_account import Account
 from peerwatt_cli import ENGINES, PEERWATT, Cli, start_community, write_csv
 
-from oracle.outbox import outbox_path
-from oracle.pusher import accepted_readings
+from oracle.outbox import Outbox, outbox_path
+from oracle.pusher import BLOCK_GAS_SHARE, GAS_PER_READING, TX_BASE_GAS, Pusher, accepted_readings
 from peerwatt.chain import connect
 from peerwatt.config import CommunityConfig
 from peerwatt.deployment import Deployment
@@ -237,3 +237,18 @@ def test_oracle_run_needs_a_file_for_the_csv_source(new_cli: Callable[[], Cli]) 
     end_slots(cli, 2)
     csv = write_csv(cli.workdir / "readings.csv", reading_rows(2), header=HEADER)
     assert f"{MEMBERS * 2} readings accepted" in cli.ok("oracle", "run", "--source", "csv", "--file", csv).stdout
+
+
+def test_batches_are_sized_to_fit_a_block(community: Cli) -> None:
+    """--batch 1000 asks for more readings than a block takes at the worst-case gas per reading:
+    the pusher sends fewer per transaction."""
+    deployment = Deployment.load(community.deployment)
+    w3 = connect(community.rpc_url)
+    box = Outbox(community.workdir / "sizing.sqlite", deployment.chain_id, deployment.oracle)
+    try:
+        gas_limit = int(w3.provider.make_request("eth_getBlockByNumber", ["latest", False])["result"]["gasLimit"], 16)
+        expected = int((gas_limit * BLOCK_GAS_SHARE - TX_BASE_GAS) // GAS_PER_READING)
+        assert Pusher(w3, deployment, box, deployment.deployer, batch_size=1000).readings_per_batch() == expected < 1000
+        assert Pusher(w3, deployment, box, deployment.deployer, batch_size=50).readings_per_batch() == 50
+    finally:
+        box.close()
