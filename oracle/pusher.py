@@ -28,7 +28,7 @@ from web3 import Web3
 from oracle.outbox import Entry, Outbox, Status
 from oracle.readings import Reading, unpack_accepted
 from peerwatt import artifacts
-from peerwatt.chain import latest_timestamp, request
+from peerwatt.chain import current_slot, request
 from peerwatt.deployment import Deployment
 from peerwatt.errors import PeerwattError, RpcUnavailableError
 from peerwatt.transactions import Receipt, TxSender, call
@@ -101,7 +101,7 @@ class Pusher:
         while True:
             try:
                 self.reconcile(result)
-                self._ended_before = self.deployment.slot_clock.slot_at(latest_timestamp(self.w3))
+                self._ended_before = current_slot(self.w3, self.deployment.slot_clock)
                 per_batch = self.readings_per_batch()
                 while batch := self.outbox.entries(Status.PENDING, per_batch, before_slot=self._ended_before):
                     self._send(batch, result)
@@ -117,7 +117,7 @@ class Pusher:
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
                 self.sender = TxSender(self.w3)  # fees and gas limit may differ after a restart
-        result.waiting = len(self.outbox.entries(Status.PENDING))
+        result.waiting = self.outbox.counts()[Status.PENDING]
         result.seconds = time.perf_counter() - started
         return result
 

@@ -15,6 +15,7 @@ import requests
 from web3 import Web3
 
 from peerwatt.errors import InputError, PeerwattError, RpcUnavailableError
+from peerwatt.slots import SlotClock
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 RPC_ENV = "PEERWATT_RPC"
@@ -121,6 +122,11 @@ def latest_block(w3: Web3) -> dict[str, Any]:
 
 def latest_timestamp(w3: Web3) -> int:
     return int(latest_block(w3)["timestamp"], 16)
+
+
+def current_slot(w3: Web3, clock: SlotClock) -> int:
+    """The slot in delivery at the chain's time (its latest block), not the wall clock's."""
+    return clock.slot_at(latest_timestamp(w3))
 
 
 def block_number(w3: Web3) -> int:

@@ -550,12 +550,12 @@ class OrderBookModel:
         self._validate(state, member, balance, request, now)
         slot, is_buy, limit, qty = request.slot, request.is_buy, request.price_per_kwh, request.qty_wh
         opposite = state.levels.setdefault((slot, not is_buy), {})
-        if not self._crosses(opposite, is_buy, limit):
+        if self._crossing_best(opposite, is_buy, limit) is None:
             order_id = self._rest(state, member, slot, is_buy, limit, qty, nonce=None)
             self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, qty))
             return order_id, balance - (value_of(qty, limit) if is_buy else 0)
 
-        nonce = state.nonces[slot] = state.nonces.get(slot, 0) + 1
+        nonce = self._next_nonce(state, slot)
         order_id = order_id_at(slot, is_buy, limit, first_seq(nonce))
         self._emit(OrderPlaced(slot, order_id, member, is_buy, limit, qty))
         remaining = qty
@@ -563,9 +563,7 @@ class OrderBookModel:
         fills = skips = 0
         capped = False
         fill_cap = state.params.fill_cap
-        while remaining and self._crosses(opposite, is_buy, limit):
-            best = self._best(opposite, not is_buy)
-            assert best is not None
+        while remaining and (best := self._crossing_best(opposite, is_buy, limit)) is not None:
             level = opposite[best]
             while remaining and level.live:
                 if fills == fill_cap or skips == fill_cap:
@@ -619,10 +617,16 @@ class OrderBookModel:
                 position.received = _checked_add(position.received, traded_value, 64)
         return order_id, balance
 
-    def _crosses(self, opposite: dict[int, _Level], is_buy: bool, limit: int) -> bool:
-        """Whether the best price of the other side crosses ``limit``."""
+    def _crossing_best(self, opposite: dict[int, _Level], is_buy: bool, limit: int) -> int | None:
+        """CdaMarket._crossingBest: the other side's best price if it crosses ``limit``, else None."""
         best = self._best(opposite, not is_buy)
-        return best is not None and (best <= limit if is_buy else best >= limit)
+        return best if best is not None and (best <= limit if is_buy else best >= limit) else None
+
+    @staticmethod
+    def _next_nonce(state: _State, slot: int) -> int:
+        """Takes the slot's next id nonce (CdaMarket's BookTop.nonce)."""
+        state.nonces[slot] = state.nonces.get(slot, 0) + 1
+        return state.nonces[slot]
 
     def _rest(
         self, state: _State, member: str, slot: int, is_buy: bool, price: int, remaining: int, nonce: int | None
@@ -634,7 +638,7 @@ class OrderBookModel:
         level = levels.get(price)
         if level is None:
             if nonce is None:
-                nonce = state.nonces[slot] = state.nonces.get(slot, 0) + 1
+                nonce = self._next_nonce(state, slot)
             level = levels[price] = _Level(head=first_seq(nonce), tail=first_seq(nonce))
         else:
             assert nonce is None, "an order that crossed the book finds its own level empty"

@@ -20,7 +20,7 @@ from oracle.readings import OracleDomain, SignedReading
 from oracle.sources import read_csv
 from oracle.validation import ValidReading, validate, write_quarantine
 from peerwatt import artifacts
-from peerwatt.chain import latest_timestamp
+from peerwatt.chain import current_slot
 from peerwatt.cli.app import AppContext, app, context
 from peerwatt.cli.output import TableFormat, emit_rows, note
 from peerwatt.deployment import Deployment
@@ -108,7 +108,7 @@ def _meter_key(member: str, key_file: Path | None) -> DevMeterKey:
 def _from_slot(app_ctx: AppContext, from_slot: int | None) -> int:
     if from_slot is not None:
         return from_slot
-    return app_ctx.deployment().slot_clock.slot_at(latest_timestamp(app_ctx.w3()))
+    return current_slot(app_ctx.w3(), app_ctx.deployment().slot_clock)
 
 
 def _transact(app_ctx: AppContext, function: str, *args: object) -> None:
@@ -217,7 +217,7 @@ def oracle_run(
         simulated = SimulatedMeters(deployment.slot_clock, deployment.meters)
     next_slot = _first_unreported_slot(app_ctx)
     while True:
-        ended = deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3()))
+        ended = current_slot(app_ctx.w3(), deployment.slot_clock)
         if simulated is not None:
             readings = [ValidReading(0, member, r) for member, r in simulated.readings(next_slot, ended)]
             problems: list[str] = []
@@ -230,7 +230,7 @@ def oracle_run(
         next_slot = max(next_slot, ended)
         if not follow:
             return
-        while deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3())) <= ended:
+        while current_slot(app_ctx.w3(), deployment.slot_clock) <= ended:
             time.sleep(poll_seconds)
 
 
@@ -245,7 +245,7 @@ def _checked_csv(app_ctx: AppContext, file: Path, quarantine: Path | None) -> tu
     """The file's valid readings, and a problem line if rows went to the quarantine file."""
     deployment = app_ctx.deployment()
     rows = read_csv(file)
-    checked = validate(rows, deployment.meters, deployment.slot_clock.slot_at(latest_timestamp(app_ctx.w3())))
+    checked = validate(rows, deployment.meters, current_slot(app_ctx.w3(), deployment.slot_clock))
     typer.echo(f"{len(rows)} rows: {len(checked.readings)} valid, {len(checked.quarantined)} quarantined")
     if not checked.quarantined:
         return checked.readings, []
@@ -269,7 +269,8 @@ def _deliver(
     try:
         added = box.add(_sign(readings, deployment, keys or key_store_path(deployment_file)))
         pusher = Pusher(w3, deployment, box, relayer=deployment.deployer, batch_size=batch)
-        result = _push_with_progress(pusher, len(box.entries(Status.PENDING)) + len(box.entries(Status.SENT)))
+        before = box.counts()
+        result = _push_with_progress(pusher, before[Status.PENDING] + before[Status.SENT])
         counts = box.counts()
     finally:
         box.close()
