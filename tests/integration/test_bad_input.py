@@ -199,3 +199,31 @@ def test_rows_refused_on_chain_are_reported_with_line_numbers(community: Cli, tm
         ("member3", 1_000_000, 499_000),
         ("member0", 100_000, 100),
     ]
+
+
+# --------------------------------------------------------------------------------- meter oracle
+
+READINGS_HEADER = "meter,slot,import_wh,export_wh,import_register_wh,export_register_wh"
+
+
+def test_bad_oracle_commands(community: Cli, tmp_path: Path) -> None:
+    """Each is refused with one line, a reason and nothing sent."""
+    readings = write_csv(tmp_path / "r.csv", ["member0,0,10,0,10,0"], header=READINGS_HEADER)
+    bad_header = write_csv(tmp_path / "h.csv", ["member0,0,10,0,10"], header="meter,slot,import_wh,export_wh,register")
+    not_a_key = tmp_path / "not-a-key.txt"
+    not_a_key.write_text("hello\n")
+    cases = [
+        (["readings", "push", tmp_path / "nope.csv"], EX_NOINPUT, "no readings file"),
+        (["readings", "push", bad_header], EX_USAGE, "header must name the columns"),
+        (["readings", "push", readings, "--batch", 0], EX_USAGE, "'--batch'"),
+        (["readings"], EX_USAGE, "give --slot S"),
+        (["oracle", "run", "--source", "wind"], EX_USAGE, "'--source'"),
+        (["meter", "add", "--member", "member0"], EX_DATAERR, "member0 has meter"),
+        (["meter", "add", "--member", "nobody"], EX_NOINPUT, "unknown member 'nobody'"),
+        (["meter", "rotate", "--member", "member0", "--key-file", tmp_path / "none.key"], EX_NOINPUT, "no key file"),
+        (["meter", "rotate", "--member", "member0", "--key-file", not_a_key], EX_USAGE, "does not hold a private key"),
+    ]
+    meters = json.loads(community.deployment.read_text())["meters"]
+    for args, code, match in cases:
+        refused(community, args, code, match)
+    assert json.loads(community.deployment.read_text())["meters"] == meters  # no key was replaced
