@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ICdaMarket} from "./interfaces/ICdaMarket.sol";
+import {IMarketLedger} from "./interfaces/IMarketLedger.sol";
 import {CommunityRegistry} from "./CommunityRegistry.sol";
 import {EnergyMath} from "./libraries/EnergyMath.sol";
 import {OrderIds} from "./libraries/OrderIds.sol";
@@ -26,8 +27,8 @@ import {PriceBitmap} from "./libraries/PriceBitmap.sol";
 ///
 /// Solvency: the token balance of this contract equals the sum of member balances, the escrow
 /// of resting buy orders (`remainingWh * price / 1000 + escrowDust`) and the trade payments held
-/// in positions (`sum of Position.paid`) until settlement.
-contract CdaMarket is ICdaMarket, CommunityRegistry {
+/// in positions (`sum of Position.paid`) until settlement ({IMarketLedger}).
+contract CdaMarket is ICdaMarket, IMarketLedger, CommunityRegistry {
     using SafeERC20 for IERC20;
     using PriceBitmap for PriceBitmap.Bitmap;
 
@@ -90,6 +91,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     mapping(uint256 bookKey => PriceBitmap.Bitmap) private _prices;
     mapping(uint32 slot => BookTop) private _tops;
     mapping(uint32 slot => mapping(address member => Position)) private _positions;
+    address private _supplier;
 
     /// @param admin receives DEFAULT_ADMIN_ROLE
     /// @param settlementToken ERC-20 with 6 decimals
@@ -111,11 +113,14 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     // ---------------------------------------------------------------- balances
 
     /// @inheritdoc ICdaMarket
+    /// @dev The supplier deposits too: its balance covers what it pays for the community's
+    /// exports. A member's deposit pays its debt first.
     function deposit(uint256 amount) external {
         if (amount == 0) revert MarketZeroAmount();
         Account storage acc = _accounts[msg.sender];
-        if (!acc.active) revert MarketNotMember(msg.sender);
-        uint256 balance = acc.balance + amount;
+        if (!acc.active && msg.sender != _supplier) revert MarketNotMember(msg.sender);
+        uint256 credited = _repayDebt(msg.sender, acc, amount);
+        uint256 balance = acc.balance + credited;
         acc.balance = SafeCast.toUint128(balance);
         emit Deposited(msg.sender, amount, balance);
         token.safeTransferFrom(msg.sender, address(this), amount);
@@ -187,6 +192,125 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
         }
     }
 
+    // ------------------------------------------------------ settlement ledger
+
+    /// @inheritdoc IMarketLedger
+    function setSupplierAccount(address supplier) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (supplier == address(0)) revert RegistryZeroAddress();
+        _supplier = supplier;
+        emit SupplierAccountSet(supplier);
+    }
+
+    /// @inheritdoc IMarketLedger
+    function supplierAccount() external view returns (address) {
+        return _supplier;
+    }
+
+    /// @inheritdoc IMarketLedger
+    function debtOf(address account) external view returns (uint256) {
+        return _accounts[account].debt;
+    }
+
+    /// @inheritdoc IMarketLedger
+    function settlementPositions(uint32 slot, uint32[] calldata memberIds, bool withPositions)
+        external
+        view
+        returns (address[] memory accounts, Position[] memory positions)
+    {
+        accounts = new address[](memberIds.length);
+        positions = new Position[](memberIds.length);
+        mapping(address member => Position) storage slotPositions = _positions[slot];
+        for (uint256 i = 0; i < memberIds.length; ++i) {
+            address account = memberAddress(memberIds[i]);
+            if (account == address(0)) revert LedgerNotMemberId(memberIds[i]);
+            accounts[i] = account;
+            if (withPositions) positions[i] = slotPositions[account];
+        }
+    }
+
+    /// @inheritdoc IMarketLedger
+    function applySettlement(uint32 slot, address[] calldata closing, Payment[] calldata payments)
+        external
+        onlyRole(SETTLEMENT_ROLE)
+        returns (int256 supplierAmount)
+    {
+        address supplier = _supplier;
+        if (supplier == address(0)) revert LedgerNoSupplier();
+        uint256 released = 0;
+        mapping(address member => Position) storage slotPositions = _positions[slot];
+        for (uint256 i = 0; i < closing.length; ++i) {
+            released += slotPositions[closing[i]].paid;
+            delete slotPositions[closing[i]];
+        }
+        // residual = released - sum(amounts) - debts taken on + debts repaid
+        supplierAmount = SafeCast.toInt256(released);
+        for (uint256 i = 0; i < payments.length; ++i) {
+            supplierAmount -= _applyPayment(payments[i].account, payments[i].amount);
+        }
+        Account storage supplierAcc = _accounts[supplier];
+        uint256 balance = supplierAcc.balance;
+        if (supplierAmount >= 0) {
+            supplierAcc.balance = SafeCast.toUint128(balance + uint256(supplierAmount));
+        } else {
+            uint256 needed = uint256(-supplierAmount);
+            if (balance < needed) revert LedgerSupplierUnderfunded(supplier, balance, needed);
+            unchecked {
+                supplierAcc.balance = uint128(balance - needed); // checked just above
+            }
+        }
+        emit SettlementApplied(slot, released, supplierAmount);
+    }
+
+    /// @inheritdoc IMarketLedger
+    function fundAccount(address from, address account, uint256 amount) external onlyRole(SETTLEMENT_ROLE) {
+        if (amount == 0) revert MarketZeroAmount();
+        Account storage acc = _accounts[account];
+        acc.balance = SafeCast.toUint128(acc.balance + amount);
+        emit AccountFunded(from, account, amount);
+        token.safeTransferFrom(from, address(this), amount);
+    }
+
+    /// @dev Credits or charges one account; returns what the supplier's residual gives up for
+    /// it: the amount itself, except that a charge's shortfall (now debt) is never collected.
+    /// Debt repaid from a credit goes to the supplier directly ({_repayDebt}).
+    function _applyPayment(address account, int256 amount) private returns (int256 fromResidual) {
+        Account storage acc = _accounts[account];
+        uint256 balance = acc.balance;
+        if (amount >= 0) {
+            acc.balance = SafeCast.toUint128(balance + _repayDebt(account, acc, uint256(amount)));
+            return amount;
+        }
+        uint256 charge = uint256(-amount);
+        if (balance >= charge) {
+            unchecked {
+                acc.balance = uint128(balance - charge); // checked just above
+            }
+            return amount;
+        }
+        uint256 shortfall = charge - balance;
+        uint256 debt = acc.debt + shortfall;
+        acc.balance = 0;
+        acc.debt = SafeCast.toUint80(debt);
+        emit DebtIncurred(account, shortfall, debt);
+        return -SafeCast.toInt256(balance);
+    }
+
+    /// @dev Pays the account's debt from an incoming `amount` (to the supplier, who covered it);
+    /// returns what is left to credit.
+    function _repayDebt(address account, Account storage acc, uint256 amount) private returns (uint256 left) {
+        uint256 debt = acc.debt;
+        if (debt == 0) return amount;
+        uint256 repaid = debt < amount ? debt : amount;
+        unchecked {
+            debt -= repaid; // repaid <= debt
+            left = amount - repaid; // repaid <= amount
+        }
+        acc.debt = uint80(debt);
+        Account storage supplierAcc = _accounts[_supplier];
+        supplierAcc.balance = SafeCast.toUint128(supplierAcc.balance + repaid);
+        emit DebtRepaid(account, repaid, debt);
+    }
+
     // ------------------------------------------------------------------- views
 
     /// @inheritdoc ICdaMarket
@@ -234,6 +358,7 @@ contract CdaMarket is ICdaMarket, CommunityRegistry {
     function _loadTaker() private view returns (Taker memory taker) {
         Account memory acc = _accounts[msg.sender];
         if (!acc.active) revert MarketNotMember(msg.sender);
+        if (acc.debt != 0) revert MarketMemberInDebt(msg.sender, acc.debt);
         taker.account = msg.sender;
         taker.balance = acc.balance;
         taker.params = _market;

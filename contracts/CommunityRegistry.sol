@@ -6,8 +6,9 @@ import {ICommunityRegistry} from "./interfaces/ICommunityRegistry.sol";
 
 /// @title Community registry: members, roles, slot clock, tariffs, market parameters
 /// @notice Roles: DEFAULT_ADMIN_ROLE (parameters, tariffs, role grants), MANAGER_ROLE (members,
-/// and the community manager's clearing duties in later modules), DSO_ROLE and SUPPLIER_ROLE
-/// (grid operator and retailer, for settlement).
+/// meters and the community manager's clearing results), DSO_ROLE and SUPPLIER_ROLE (grid
+/// operator and retailer), SETTLEMENT_ROLE (the settlement contract, which applies settlement
+/// results to the market's accounts).
 /// @dev Abstract: the market inherits it so that the order path reads membership, balance and
 /// parameters from two storage words instead of calling another contract (DESIGN.md section 9:
 /// gas per order is what limits scale).
@@ -15,12 +16,14 @@ abstract contract CommunityRegistry is ICommunityRegistry, AccessControl {
     bytes32 public constant MANAGER_ROLE = keccak256("MANAGER_ROLE");
     bytes32 public constant DSO_ROLE = keccak256("DSO_ROLE");
     bytes32 public constant SUPPLIER_ROLE = keccak256("SUPPLIER_ROLE");
+    bytes32 public constant SETTLEMENT_ROLE = keccak256("SETTLEMENT_ROLE");
 
     /// @dev One storage word per account: membership and the market balance it trades from.
     struct Account {
         uint32 memberId; // 0: never a member
         bool active;
         uint128 balance; // token base units deposited in the market, free to use or withdraw
+        uint80 debt; // settlement charges the balance could not cover (blocks new orders)
     }
 
     uint64 internal immutable _epoch;

@@ -35,9 +35,17 @@ contract MeterOracle is IMeterOracle, EIP712 {
     uint64 private immutable _epoch;
     uint32 private immutable _slotSeconds;
 
+    /// @dev Top bit of a slot commitment's low 32 bits: settlement has begun, readings are closed.
+    uint256 private constant SEALED = 1 << 31;
+
     mapping(address meterKey => uint256 word) private _meters;
-    // uint224 hash chain << 32 | count
+    // uint224 hash chain << 32 | sealed flag << 31 | count
     mapping(uint32 slot => uint256) private _slotCommitments;
+    // the member's latest meter key: a member has at most one key per slot
+    mapping(uint32 memberId => address meterKey) private _memberMeters;
+
+    /// @notice The contract allowed to seal slots (the settlement contract), set once.
+    address public sealer;
 
     /// @param communityRegistry the market contract: members, MANAGER_ROLE and the slot clock
     constructor(ICommunityRegistry communityRegistry) EIP712("Peerwatt MeterOracle", "1") {
@@ -53,6 +61,27 @@ contract MeterOracle is IMeterOracle, EIP712 {
     }
 
     // ------------------------------------------------------------------ meter keys
+
+    /// @inheritdoc IMeterOracle
+    function setSealer(address settlement) external {
+        if (!IAccessControl(address(registry)).hasRole(bytes32(0), msg.sender)) revert OracleNotAdmin(msg.sender);
+        if (settlement == address(0)) revert OracleZeroAddress();
+        if (sealer != address(0)) revert OracleSealerSet(sealer);
+        sealer = settlement;
+        emit SealerSet(settlement);
+    }
+
+    /// @inheritdoc IMeterOracle
+    function sealSlot(uint32 slot) external returns (bytes32 chain, uint32 readings) {
+        if (msg.sender != sealer) revert OracleNotSealer(msg.sender);
+        uint256 commitment = _slotCommitments[slot];
+        chain = bytes32(commitment >> 32);
+        readings = uint32(commitment & (SEALED - 1));
+        if (commitment & SEALED == 0) {
+            _slotCommitments[slot] = commitment | SEALED;
+            emit SlotSealed(slot, chain, readings);
+        }
+    }
 
     /// @inheritdoc IMeterOracle
     function registerMeter(address meterKey, address member, uint32 fromSlot) external onlyManager {
@@ -75,6 +104,12 @@ contract MeterOracle is IMeterOracle, EIP712 {
         if (_meters[meterKey] != 0) revert OracleMeterExists(meterKey);
         (uint32 memberId, bool active) = registry.memberOf(member);
         if (!active) revert OracleNotMember(member);
+        // one key per member and slot: its reading is the member's net flow at the connection
+        address previous = _memberMeters[memberId];
+        if (previous != address(0) && _meters[previous].untilSlot() > fromSlot) {
+            revert OracleMemberHasMeter(member, previous);
+        }
+        _memberMeters[memberId] = meterKey;
         _meters[meterKey] = MeterWords.pack(memberId, fromSlot, OPEN);
         emit MeterRegistered(meterKey, member, fromSlot);
     }
@@ -168,11 +203,14 @@ contract MeterOracle is IMeterOracle, EIP712 {
                 return false;
             }
         }
+        // a sealed slot still reports conflicts (evidence), but takes no new reading
+        uint256 commitment = _slotCommitments[slot];
+        if (commitment & SEALED != 0) return _reject(meterKey, slot, RejectReason.SlotSealed);
         (bool fits, RejectReason reason) = _checkRegisters(head, registers, word, slot);
         if (!fits) return _reject(meterKey, slot, reason);
 
         _meters[meterKey] = word.withReading(slot, registers, uint32(uint256(digest)));
-        _commit(word.memberId(), head);
+        _commit(word.memberId(), head, commitment);
         return true;
     }
 
@@ -197,9 +235,8 @@ contract MeterOracle is IMeterOracle, EIP712 {
         reason = RejectReason.RegistersMismatch;
     }
 
-    function _commit(uint32 memberId, uint256 head) private {
+    function _commit(uint32 memberId, uint256 head, uint256 commitment) private {
         uint32 slot = head.slotOf();
-        uint256 commitment = _slotCommitments[slot];
         uint256 link;
         uint256 reading = head & type(uint64).max; // importWh | exportWh
         assembly ("memory-safe") {
@@ -271,6 +308,11 @@ contract MeterOracle is IMeterOracle, EIP712 {
     /// @inheritdoc IMeterOracle
     function slotCommitment(uint32 slot) external view returns (bytes32 chain, uint32 readings) {
         uint256 commitment = _slotCommitments[slot];
-        return (bytes32(commitment >> 32), uint32(commitment));
+        return (bytes32(commitment >> 32), uint32(commitment & (SEALED - 1)));
+    }
+
+    /// @inheritdoc IMeterOracle
+    function isSealed(uint32 slot) external view returns (bool) {
+        return _slotCommitments[slot] & SEALED != 0;
     }
 }

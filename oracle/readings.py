@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
@@ -120,3 +121,11 @@ def unpack_accepted(data: bytes) -> list[Reading]:
             offset += size
         readings.append(Reading(to_checksum_address(record[:20]), *values))
     return readings
+
+
+def commitment_link(chain: int, member_id: int, slot: int, import_wh: int, export_wh: int) -> int:
+    """The next value of a slot's hash chain after an accepted reading, as
+    ``MeterOracle.slotCommitment`` defines it: ``uint224(keccak256(abi.encode(chain, memberId,
+    slot, importWh, exportWh)))``."""
+    encoded = abi_encode(["uint224", "uint32", "uint32", "uint32", "uint32"], [chain, member_id, slot, import_wh, export_wh])
+    return int.from_bytes(keccak(encoded), "big") % 2**224

@@ -420,3 +420,167 @@ def snapshot_state(market: Any, token: Any, members: list[Any], outsider: Any) -
         return market_state(market, token, [*members, outsider], slots)
 
     return take
+
+
+# ---------------------------------------------------------------------- settlement
+
+# ICommunitySettlement enums
+CDA, SHARING, OPTIMISATION = range(3)
+MMR, SDR, BS = range(3)
+EQUAL, PROPORTIONAL, SHAPLEY = range(3)
+OPEN, TALLYING, PAYING, SETTLED = range(4)
+READING_WINDOW_SECONDS = 600
+PERIOD_SLOTS = 4
+SUPPLIER_DEPOSIT = 100_000_000  # 100 tokens: what the supplier pays for exports comes from it
+
+
+def settlement_config(
+    mode: int = CDA,
+    rule: int = MMR,
+    share_rule: int = EQUAL,
+    grid_fee: int = 0,
+    manager_fee: int = 0,
+    savings_bps: int = 0,
+) -> tuple[int, int, int, int, int, int]:
+    """ICommunitySettlement.Config in ABI order."""
+    return (mode, rule, share_rule, grid_fee, manager_fee, savings_bps)
+
+
+def fixed_meter_key(label: str) -> Any:
+    """A meter's signing key derived from a fixed label (same addresses on every run)."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    return Account.from_key(keccak(text=f"Peerwatt test meter {label}"))
+
+
+@dataclass
+class SettlementCommunity:
+    """The ``market`` fixture's community with a meter oracle and a settlement contract wired
+    to it: every member has a meter key, the supplier has deposited, and readings are tracked
+    in acceptance order so that tests can cut settlement chunks."""
+
+    market: Any
+    token: Any
+    oracle: Any
+    settlement: Any
+    clock: ChainClock
+    members: list[Any]
+    keys: list[Any]
+    supplier: Any
+    dso: Any
+    fee_manager: Any
+    relayer: Any
+
+    def __post_init__(self) -> None:
+        from oracle.readings import OracleDomain
+
+        self.domain = OracleDomain(self.clock.chain.id, self.oracle.address)
+        self.registers: dict[str, tuple[int, int]] = {}
+        self.accepted: dict[int, list[Any]] = {}
+
+    def end_slot(self, slot: int, after: int = 0) -> None:
+        """Mines a block ``after`` seconds after ``slot`` ended (unless time is already past)."""
+        epoch, slot_seconds, _ = self.market.slotClock()
+        timestamp = epoch + (slot + 1) * slot_seconds + after
+        if self.clock.now < timestamp:
+            self.clock.mine_at(timestamp)
+
+    def past_deadline(self, slot: int) -> None:
+        self.end_slot(slot, READING_WINDOW_SECONDS)
+
+    def deliver(self, slot: int, flows: dict[Any, tuple[int, int]]) -> Any:
+        """Signs and submits the readings ``{member: (import_wh, export_wh)}`` for ``slot``
+        (after it ended), keeping each meter's registers consistent."""
+        from oracle.readings import Reading, pack
+        from settlement.chunks import SlotReading
+
+        self.end_slot(slot)
+        signed = []
+        for member, (import_wh, export_wh) in flows.items():
+            key = self.keys[self.members.index(member)]
+            last_import, last_export = self.registers.get(key.address, (0, 0))
+            registers = (last_import + import_wh, last_export + export_wh)
+            reading = Reading(key.address, slot, import_wh, export_wh, *registers)
+            signed.append(self.domain.sign(reading, key.key))
+            self.registers[key.address] = registers
+        tx = self.oracle.submitReadings(pack(signed), {"from": self.relayer})
+        assert tx.return_value == len(signed), "every reading must be accepted"
+        for member, (import_wh, export_wh) in flows.items():
+            member_id = self.market.memberOf(member)[0]
+            self.accepted.setdefault(slot, []).append(SlotReading(member_id, import_wh, export_wh))
+        return tx
+
+    def chunks(self, slot: int, size: int = 200) -> list[Any]:
+        from settlement.chunks import backward_chunks
+
+        return backward_chunks(slot, self.accepted.get(slot, []), size)
+
+    def settle(self, slot: int, size: int = 200, caller: Any = None) -> list[Any]:
+        """Settles ``slot`` completely (two passes in sharing mode); returns the transactions."""
+        caller = caller or self.relayer
+        txs = []
+        passes = 2 if self.settlement.configAt(slot)[0] == SHARING else 1
+        for _ in range(passes):
+            chunks = self.chunks(slot, size) or [None]
+            for chunk in chunks:
+                from_chain = chunk.from_chain_bytes if chunk else bytes(32)
+                data = chunk.data if chunk else b""
+                txs.append(self.settlement.settle(slot, from_chain, data, {"from": caller}))
+        assert self.settlement.slotState(slot)[0] == SETTLED
+        return txs
+
+    def owed(self) -> int:
+        """What the market owes: every account's balance plus escrows and held payments are
+        not visible one by one, so tests compare against this sum of balances after
+        settlement (no resting orders, no unsettled positions)."""
+        accounts = [*self.members, self.supplier, self.dso, self.fee_manager, self.settlement]
+        return sum(self.market.balanceOf(account) for account in accounts)
+
+
+@pytest.fixture(scope="module")
+def settlement_parts(
+    market: Any,
+    token: Any,
+    MeterOracle: Any,
+    CommunitySettlement: Any,
+    admin: Any,
+    manager: Any,
+    members: list[Any],
+    accounts: Any,
+) -> tuple[Any, Any, list[Any]]:
+    """Oracle and settlement (Cda mode, no fees, periods of PERIOD_SLOTS slots) for the
+    ``market`` fixture, wired together; a meter key per member from slot 0; the supplier
+    (accounts[6]) funded with SUPPLIER_DEPOSIT deposited. DSO: accounts[7]; manager fees:
+    accounts[8]."""
+    supplier, dso, fee_manager = accounts[6], accounts[7], accounts[8]
+    oracle = MeterOracle.deploy(market, {"from": admin})
+    settlement = CommunitySettlement.deploy(
+        market, oracle, dso, fee_manager, settlement_config(), PERIOD_SLOTS, READING_WINDOW_SECONDS, {"from": admin}
+    )
+    market.grantRole(market.SETTLEMENT_ROLE(), settlement, {"from": admin})
+    oracle.setSealer(settlement, {"from": admin})
+    market.setSupplierAccount(supplier, {"from": admin})
+    token.mint(supplier, SUPPLIER_DEPOSIT, {"from": admin})
+    token.approve(market, MAX_UINT256, {"from": supplier})
+    market.deposit(SUPPLIER_DEPOSIT, {"from": supplier})
+    keys = [fixed_meter_key(f"settlement {index}") for index in range(len(members))]
+    for key, member in zip(keys, members):
+        oracle.registerMeter(key.address, member, 0, {"from": manager})
+    return oracle, settlement, keys
+
+
+@pytest.fixture
+def community(
+    settlement_parts: tuple[Any, Any, list[Any]],
+    market: Any,
+    token: Any,
+    clock: ChainClock,
+    members: list[Any],
+    accounts: Any,
+    outsider: Any,
+) -> SettlementCommunity:
+    oracle, settlement, keys = settlement_parts
+    return SettlementCommunity(
+        market, token, oracle, settlement, clock, members, keys, accounts[6], accounts[7], accounts[8], outsider
+    )

@@ -51,7 +51,8 @@ interface IMeterOracle {
         BadSignature, // not signed by the meter key (or a malleable signature)
         OutOfOrder, // a slot before the meter's last accepted reading
         RegistersBackwards, // a register below the last accepted one
-        RegistersMismatch // registers that do not include the interval values as required
+        RegistersMismatch, // registers that do not include the interval values as required
+        SlotSealed // settlement of the slot has begun
     }
 
     error OracleNotManager(address caller);
@@ -61,6 +62,10 @@ interface IMeterOracle {
     error OracleUnknownMeter(address meter);
     error OracleInvalidRevocation(address meter, uint32 fromSlot);
     error OracleMalformedBatch(uint256 length);
+    error OracleMemberHasMeter(address member, address meter);
+    error OracleNotAdmin(address caller);
+    error OracleNotSealer(address caller);
+    error OracleSealerSet(address sealer);
 
     event MeterRegistered(address indexed meter, address indexed member, uint32 fromSlot);
     event MeterRevoked(address indexed meter, uint32 fromSlot);
@@ -69,6 +74,9 @@ interface IMeterOracle {
     /// exportRegisterWh). One event per batch rather than per reading: a log costs per topic
     /// and per byte, and this keeps a reading's log at 44 bytes.
     event ReadingsAccepted(bytes readings);
+    event SealerSet(address indexed sealer);
+    /// @notice Settlement of `slot` began: no more readings for it; its commitment is final.
+    event SlotSealed(uint32 indexed slot, bytes32 chain, uint32 readings);
     event ReadingRejected(address indexed meter, uint32 indexed slot, RejectReason reason);
     /// @notice The meter key signed a second, different reading for a slot it already reported:
     /// the first one stands; this one is evidence for auditors.
@@ -81,9 +89,21 @@ interface IMeterOracle {
         uint48 exportRegisterWh
     );
 
+    /// @notice Sets the contract that may seal slots (the settlement contract), once.
+    /// @dev Requirements: caller has the registry's DEFAULT_ADMIN_ROLE. Emits {SealerSet}.
+    function setSealer(address settlement) external;
+
+    /// @notice Closes `slot` to readings (settlement begins) and returns its final commitment.
+    /// @dev Requirements: caller is the sealer. Idempotent. Emits {SlotSealed} the first time.
+    function sealSlot(uint32 slot) external returns (bytes32 chain, uint32 readings);
+
+    function isSealed(uint32 slot) external view returns (bool);
+
     /// @notice Registers `meter` (the address of its signing key) for `member` from `fromSlot` on.
     /// @dev Requirements: caller has the registry's MANAGER_ROLE; `member` is an active member;
-    /// `meter` was never registered (keys are not reused). Emits {MeterRegistered}.
+    /// `meter` was never registered (keys are not reused); the member's previous key (if any) is
+    /// revoked from `fromSlot` or earlier: one key per member and slot, whose reading is the
+    /// member's net flow at its grid connection (settlement relies on it). Emits {MeterRegistered}.
     function registerMeter(address meter, address member, uint32 fromSlot) external;
 
     /// @notice Replaces a meter's key (device replaced): `oldMeter` may sign no slot from

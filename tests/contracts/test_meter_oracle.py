@@ -1,7 +1,7 @@
 """MeterOracle: its EIP-712 digest against oracle.readings (and a pinned test vector), meter
-keys (registration, access control, rotation, revocation), every RejectReason of a reading,
-re-sent and conflicting readings, mixed batches, the per-slot hash-chain commitments and
-malformed batches.
+keys (registration, one key per member and slot, access control, rotation, revocation), every
+RejectReason of a reading, re-sent and conflicting readings, mixed batches, the per-slot
+hash-chain commitments, sealing slots and malformed batches.
 
 Meter keys are plain secp256k1 keys (not chain accounts), derived from fixed labels so that a
 failure replays with the same addresses and signatures. Readings are signed with
@@ -40,7 +40,8 @@ IMPORT_WH, EXPORT_WH = 250, 25  # a steady meter's energy per slot
     OUT_OF_ORDER,
     REGISTERS_BACKWARDS,
     REGISTERS_MISMATCH,
-) = range(7)  # IMeterOracle.RejectReason
+    SLOT_SEALED,
+) = range(8)  # IMeterOracle.RejectReason
 
 READING_TYPE = (
     "Reading(address meter,uint32 slot,uint32 importWh,uint32 exportWh,uint48 importRegisterWh,uint48 exportRegisterWh)"
@@ -50,9 +51,13 @@ DOMAIN_TYPE = "EIP712Domain(string name,string version,uint256 chainId,address v
 TESTED_ERRORS = {
     "OracleInvalidRevocation",
     "OracleMalformedBatch",
+    "OracleMemberHasMeter",
     "OracleMeterExists",
+    "OracleNotAdmin",
     "OracleNotManager",
     "OracleNotMember",
+    "OracleNotSealer",
+    "OracleSealerSet",
     "OracleUnknownMeter",
     "OracleZeroAddress",
 }
@@ -64,10 +69,10 @@ def meter_key(label):
     return Account.from_key(keccak(text=f"Peerwatt test meter {label}"))
 
 
-KEY_A, KEY_B, KEY_C, KEY_D, KEY_NEW, KEY_STRANGER = (
-    meter_key(label) for label in ("alice", "bob", "carol", "dave", "new", "stranger")
+KEY_A, KEY_B, KEY_C, KEY_D, KEY_NEW, KEY_NEWER, KEY_STRANGER = (
+    meter_key(label) for label in ("alice", "bob", "carol", "dave", "new", "newer", "stranger")
 )
-KEYS = {key.address: key for key in (KEY_A, KEY_B, KEY_C, KEY_D, KEY_NEW, KEY_STRANGER)}
+KEYS = {key.address: key for key in (KEY_A, KEY_B, KEY_C, KEY_D, KEY_NEW, KEY_NEWER, KEY_STRANGER)}
 
 
 def steady(key, slot, import_wh=IMPORT_WH, export_wh=EXPORT_WH):
@@ -149,6 +154,12 @@ def commitment_of(oracle, slot):
     return int(commitment.hex(), 16), count
 
 
+def sealed_commitment(values):
+    """sealSlot's return value or a SlotSealed event's (chain, count) as (chain as an int, count)."""
+    chain, count = values
+    return int(chain.hex(), 16), count
+
+
 def end_slots(clock, market, count):
     """Mines a block at the start of slot ``count`` (unless time is already past it): slots
     before it have ended."""
@@ -178,6 +189,15 @@ def metered(oracle, market, manager, alice, bob, carol, clock):
     for key, member in ((KEY_A, alice), (KEY_B, bob), (KEY_C, carol)):
         oracle.registerMeter(key.address, member, 0, {"from": manager})
     end_slots(clock, market, ENDED)
+
+
+@pytest.fixture
+def sealer(oracle, admin, accounts):
+    """accounts[8] (no role, not a member) set as the oracle's sealer, in place of the settlement
+    contract."""
+    account = accounts[8]
+    oracle.setSealer(account, {"from": admin})
+    return account
 
 
 @pytest.fixture
@@ -266,6 +286,7 @@ def test_deployment(MeterOracle, oracle, market, admin, chain, plain, error_patt
     )
     assert int(salt.hex(), 16) == 0 and extensions == ()
     assert commitment_of(oracle, 0) == (0, 0)
+    assert oracle.sealer() == ZERO_ADDRESS and not oracle.isSealed(0)
     with brownie.reverts(revert_pattern=error_pattern("OracleZeroAddress")):
         MeterOracle.deploy(ZERO_ADDRESS, {"from": admin})
 
@@ -343,15 +364,15 @@ def test_python_signed_readings_are_accepted(oracle, metered, sign, submit, alic
 # ------------------------------------------------------------------------ meter keys
 
 
-def test_register_meter(oracle, manager, alice, bob, logs, plain):
+def test_register_meter(oracle, manager, alice, bob, carol, logs, plain):
     tx = oracle.registerMeter(KEY_A.address, alice, 12, {"from": manager})
     assert logs(tx) == [("MeterRegistered", (KEY_A.address, alice, 12))]
     assert plain(oracle.meter(KEY_A.address)) == (alice, 1, 12, OPEN, False, 0, 0, 0)
-    # a member may have several keys; a key may start at any slot, past ones included
-    oracle.registerMeter(KEY_B.address, alice, 0, {"from": manager})
-    oracle.registerMeter(KEY_C.address, bob, MAX32, {"from": manager})
-    assert plain(oracle.meter(KEY_B.address)) == (alice, 1, 0, OPEN, False, 0, 0, 0)
-    assert plain(oracle.meter(KEY_C.address)) == (bob, 2, MAX32, OPEN, False, 0, 0, 0)
+    # a key may start at any slot, past ones included (other members: one key per member)
+    oracle.registerMeter(KEY_B.address, bob, 0, {"from": manager})
+    oracle.registerMeter(KEY_C.address, carol, MAX32, {"from": manager})
+    assert plain(oracle.meter(KEY_B.address)) == (bob, 2, 0, OPEN, False, 0, 0, 0)
+    assert plain(oracle.meter(KEY_C.address)) == (carol, 3, MAX32, OPEN, False, 0, 0, 0)
 
 
 def test_meter_view_of_an_unknown_key_reverts(oracle, error_pattern):
@@ -431,6 +452,59 @@ def test_keys_are_never_reused(oracle, manager, alice, bob, state, error_pattern
     assert state([KEY_A, KEY_B], []) == before
 
 
+def test_one_key_per_member_and_slot(oracle, manager, alice, bob, state, error_pattern):
+    """A new key must start at or after the member's latest key's untilSlot: while that key is
+    open, another key reverts whether it would start before the key's first slot, at it or
+    after it."""
+    oracle.registerMeter(KEY_A.address, alice, 10, {"from": manager})
+    before = state([KEY_A, KEY_NEW], [])
+    has_meter = error_pattern("OracleMemberHasMeter", alice, KEY_A.address)
+    for from_slot in (0, 9, 10, 11, 1_000):
+        with brownie.reverts(revert_pattern=has_meter):
+            oracle.registerMeter(KEY_NEW.address, alice, from_slot, {"from": manager})
+    assert state([KEY_A, KEY_NEW], []) == before
+    # the rule is per member: another member's key may cover the same slots
+    oracle.registerMeter(KEY_NEW.address, bob, 10, {"from": manager})
+
+
+def test_a_new_key_starts_at_the_revocation_or_later(oracle, manager, alice, state, logs, plain, error_pattern):
+    oracle.registerMeter(KEY_A.address, alice, 10, {"from": manager})
+    oracle.revokeMeter(KEY_A.address, 20, {"from": manager})
+    # KEY_A signs slots 10 .. 19: a key from slot 19 or before would share a slot with it
+    before = state([KEY_A, KEY_NEW], [])
+    for from_slot in (0, 15, 19):
+        with brownie.reverts(revert_pattern=error_pattern("OracleMemberHasMeter", alice, KEY_A.address)):
+            oracle.registerMeter(KEY_NEW.address, alice, from_slot, {"from": manager})
+    assert state([KEY_A, KEY_NEW], []) == before
+
+    # moving the revocation earlier makes room: the new key starts exactly where KEY_A stops
+    oracle.revokeMeter(KEY_A.address, 15, {"from": manager})
+    tx = oracle.registerMeter(KEY_NEW.address, alice, 15, {"from": manager})
+    assert logs(tx) == [("MeterRegistered", (KEY_NEW.address, alice, 15))]
+    assert plain(oracle.meter(KEY_A.address)) == (alice, 1, 10, 15, False, 0, 0, 0)
+    assert plain(oracle.meter(KEY_NEW.address)) == (alice, 1, 15, OPEN, False, 0, 0, 0)
+
+    # KEY_NEW is now the member's key, the one checked; after its revocation a gap is allowed
+    with brownie.reverts(revert_pattern=error_pattern("OracleMemberHasMeter", alice, KEY_NEW.address)):
+        oracle.registerMeter(KEY_NEWER.address, alice, 30, {"from": manager})
+    oracle.revokeMeter(KEY_NEW.address, 25, {"from": manager})
+    with brownie.reverts(revert_pattern=error_pattern("OracleMemberHasMeter", alice, KEY_NEW.address)):
+        oracle.registerMeter(KEY_NEWER.address, alice, 24, {"from": manager})
+    oracle.registerMeter(KEY_NEWER.address, alice, 30, {"from": manager})
+    assert plain(oracle.meter(KEY_NEWER.address)) == (alice, 1, 30, OPEN, False, 0, 0, 0)
+
+
+def test_a_key_revoked_at_its_first_slot_leaves_its_slots_free(oracle, manager, alice, plain, error_pattern):
+    """A key revoked before it ever signed still holds the slots before its first one: the next
+    key starts at that slot, not before."""
+    oracle.registerMeter(KEY_A.address, alice, 10, {"from": manager})
+    oracle.revokeMeter(KEY_A.address, 10, {"from": manager})
+    with brownie.reverts(revert_pattern=error_pattern("OracleMemberHasMeter", alice, KEY_A.address)):
+        oracle.registerMeter(KEY_NEW.address, alice, 9, {"from": manager})
+    oracle.registerMeter(KEY_NEW.address, alice, 10, {"from": manager})
+    assert plain(oracle.meter(KEY_NEW.address))[2:4] == (10, OPEN)
+
+
 def test_rotate_meter(oracle, metered, manager, alice, sign, submit, rejected, accepted, logs, plain, state):
     submit(sign(steady(KEY_A, 10)))  # the old key's last reading: slot 10
     tx = oracle.rotateMeter(KEY_A.address, KEY_NEW.address, 20, {"from": manager})
@@ -481,6 +555,26 @@ def test_rotate_rejects(oracle, market, metered, manager, dave, sign, submit, st
     assert state(keys, []) == before
 
 
+def test_rotating_a_replaced_key_reverts_as_a_whole(oracle, manager, alice, state, logs, plain, error_pattern):
+    """The new key is checked against the member's latest key; the revert undoes the old key's
+    revocation too."""
+    oracle.registerMeter(KEY_A.address, alice, 0, {"from": manager})
+    oracle.rotateMeter(KEY_A.address, KEY_NEW.address, 20, {"from": manager})
+    keys = [KEY_A, KEY_NEW, KEY_NEWER]
+    before = state(keys, [])
+    for from_slot in (15, 20):  # KEY_A's own revocation could move there, but KEY_NEW is open
+        with brownie.reverts(revert_pattern=error_pattern("OracleMemberHasMeter", alice, KEY_NEW.address)):
+            oracle.rotateMeter(KEY_A.address, KEY_NEWER.address, from_slot, {"from": manager})
+    assert state(keys, []) == before
+    assert plain(oracle.meter(KEY_A.address))[3] == 20
+
+    # the latest key rotates, from its own first slot too: it then never signs
+    tx = oracle.rotateMeter(KEY_NEW.address, KEY_NEWER.address, 20, {"from": manager})
+    assert logs(tx) == [("MeterRevoked", (KEY_NEW.address, 20)), ("MeterRegistered", (KEY_NEWER.address, alice, 20))]
+    assert plain(oracle.meter(KEY_NEW.address))[2:4] == (20, 20)
+    assert plain(oracle.meter(KEY_NEWER.address)) == (alice, 1, 20, OPEN, False, 0, 0, 0)
+
+
 def test_revoke_meter(oracle, metered, manager, alice, sign, submit, rejected, logs, plain, state):
     submit(sign(steady(KEY_A, 10)))
     tx = oracle.revokeMeter(KEY_A.address, 30, {"from": manager})
@@ -505,9 +599,9 @@ def test_revoke_meter(oracle, metered, manager, alice, sign, submit, rejected, l
     assert rejected(submit(sign(steady(KEY_B, 0)))) == [(KEY_B.address, 0, KEY_NOT_ACTIVE)]
 
 
-def test_invalid_revocations(oracle, metered, manager, bob, sign, submit, state, error_pattern):
+def test_invalid_revocations(oracle, metered, manager, dave, sign, submit, state, error_pattern):
     submit(sign(steady(KEY_A, 10)))
-    oracle.registerMeter(KEY_D.address, bob, 5, {"from": manager})
+    oracle.registerMeter(KEY_D.address, dave, 5, {"from": manager})
     oracle.revokeMeter(KEY_D.address, 20, {"from": manager})
     keys = [KEY_A, KEY_D, KEY_STRANGER]
     before = state(keys, [])
@@ -895,6 +989,121 @@ def test_slot_commitments_replay_the_accepted_readings(oracle, metered, manager,
         assert commitment_of(oracle, slot) == (chain, 4)
         assert chain != 0 and chain < 2**224
     assert commitment_of(oracle, 9) == commitment_of(oracle, 12) == (0, 0)
+
+
+# -------------------------------------------------------------------------- sealing
+
+
+def test_set_sealer(oracle, admin, outsider, accounts, logs, error_pattern):
+    assert oracle.sealer() == ZERO_ADDRESS
+    tx = oracle.setSealer(accounts[8], {"from": admin})
+    assert logs(tx) == [("SealerSet", (accounts[8],))]
+    assert oracle.sealer() == accounts[8]
+    # once only, the same account included
+    for other in (outsider, accounts[8]):
+        with brownie.reverts(revert_pattern=error_pattern("OracleSealerSet", accounts[8])):
+            oracle.setSealer(other, {"from": admin})
+    assert oracle.sealer() == accounts[8]
+
+
+@pytest.mark.parametrize("caller", ["manager", "alice", "outsider"])
+def test_only_the_admin_sets_the_sealer(oracle, admin, caller, accounts, request, error_pattern):
+    caller = request.getfixturevalue(caller)
+    for account in (accounts[8], caller, ZERO_ADDRESS):
+        with brownie.reverts(revert_pattern=error_pattern("OracleNotAdmin", caller)):
+            oracle.setSealer(account, {"from": caller})
+    with brownie.reverts(revert_pattern=error_pattern("OracleZeroAddress")):
+        oracle.setSealer(ZERO_ADDRESS, {"from": admin})
+    assert oracle.sealer() == ZERO_ADDRESS
+
+
+def test_the_admin_role_is_read_from_the_registry(oracle, market, admin, carol, accounts, error_pattern):
+    market.grantRole(market.DEFAULT_ADMIN_ROLE(), carol, {"from": admin})
+    market.renounceRole(market.DEFAULT_ADMIN_ROLE(), admin, {"from": admin})
+    with brownie.reverts(revert_pattern=error_pattern("OracleNotAdmin", admin)):
+        oracle.setSealer(accounts[8], {"from": admin})
+    oracle.setSealer(accounts[8], {"from": carol})
+    assert oracle.sealer() == accounts[8]
+
+
+def test_only_the_sealer_seals(
+    oracle, metered, admin, manager, alice, outsider, accounts, sign, submit, state, error_pattern
+):
+    submit(sign(steady(KEY_A, 10)))
+    before = state([], [10, 11])
+    # before a sealer is set, nobody may seal (the zero address is no caller)
+    for caller in (admin, accounts[8]):
+        with brownie.reverts(revert_pattern=error_pattern("OracleNotSealer", caller)):
+            oracle.sealSlot(10, {"from": caller})
+    oracle.setSealer(accounts[8], {"from": admin})
+    for caller in (admin, manager, alice, outsider):
+        with brownie.reverts(revert_pattern=error_pattern("OracleNotSealer", caller)):
+            oracle.sealSlot(10, {"from": caller})
+    assert state([], [10, 11]) == before
+    assert not oracle.isSealed(10)
+    # the slot is still open
+    assert submit(sign(steady(KEY_B, 10))).return_value == 1
+
+
+def test_seal_slot(oracle, metered, sealer, sign, submit, logs, plain):
+    submit(sign(steady(KEY_A, 10)), sign(steady(KEY_B, 10, 0, 900)))
+    chain = chain_link(chain_link(0, 1, 10, IMPORT_WH, EXPORT_WH), 2, 10, 0, 900)
+    assert commitment_of(oracle, 10) == (chain, 2)
+    assert not oracle.isSealed(10)
+
+    tx = oracle.sealSlot(10, {"from": sealer})
+    assert sealed_commitment(tx.return_value) == (chain, 2)
+    assert [name for name, _ in logs(tx)] == ["SlotSealed"]
+    ((slot, *sealed),) = logs(tx, "SlotSealed")
+    assert (slot, sealed_commitment(sealed)) == (10, (chain, 2))
+    assert [oracle.isSealed(slot) for slot in (9, 10, 11)] == [False, True, False]
+    # the seal flag is not part of the count
+    assert commitment_of(oracle, 10) == (chain, 2)
+
+    # sealing again returns the same commitment, with no event
+    tx = oracle.sealSlot(10, {"from": sealer})
+    assert sealed_commitment(tx.return_value) == (chain, 2)
+    assert logs(tx) == []
+    assert oracle.isSealed(10)
+    assert commitment_of(oracle, 10) == (chain, 2)
+
+    # a slot without readings seals with an empty commitment
+    tx = oracle.sealSlot(12, {"from": sealer})
+    assert sealed_commitment(tx.return_value) == (0, 0)
+    ((slot, *sealed),) = logs(tx, "SlotSealed")
+    assert (slot, sealed_commitment(sealed)) == (12, (0, 0))
+    assert oracle.isSealed(12) and commitment_of(oracle, 12) == (0, 0)
+
+
+def test_readings_for_a_sealed_slot_are_rejected(oracle, metered, sealer, sign, submit, logs, accepted, state, plain):
+    """After sealing, a new reading for the slot is rejected with SlotSealed, while a re-sent one
+    stays a silent no-op, a conflicting one is still reported (evidence for auditors) and a
+    forged one is still a bad signature; the batch's other slots are accepted."""
+    first = steady(KEY_A, 10)
+    submit(sign(first))
+    oracle.sealSlot(10, {"from": sealer})
+    before = state([KEY_A, KEY_B, KEY_C, KEY_STRANGER], [10])
+    conflicting = steady(KEY_A, 10, 251)
+    batch = [
+        (sign(steady(KEY_B, 10)), ("ReadingRejected", (KEY_B.address, 10, SLOT_SEALED))),  # valid, too late
+        (sign(first), None),  # re-sent: a silent no-op
+        (sign(conflicting), ("ReadingConflict", (KEY_A.address, 10, 251, EXPORT_WH, *conflicting.as_tuple()[4:]))),
+        (sign(steady(KEY_C, 10), key=KEY_A), ("ReadingRejected", (KEY_C.address, 10, BAD_SIGNATURE))),  # forged
+        (sign(steady(KEY_STRANGER, 10)), ("ReadingRejected", (KEY_STRANGER.address, 10, UNKNOWN_METER))),
+    ]
+    good = [sign(steady(KEY_A, 11)), sign(steady(KEY_B, 11)), sign(steady(KEY_C, 9))]
+    tx = submit(*(signed for signed, _ in batch), *good)
+    assert tx.return_value == len(good)
+    events = [event for _, event in batch if event is not None]
+    assert logs(tx)[:-1] == events
+    assert accepted(tx) == [record(signed.reading) for signed in good]
+    # the sealed slot's commitment is final; the other slots took their readings
+    assert state([KEY_STRANGER], [10]) == (before[0][3:], before[1])
+    assert oracle.isSealed(10)
+    assert plain(oracle.meter(KEY_A.address))[4:] == (True, 11, IMPORT_WH * 12, EXPORT_WH * 12)
+    assert plain(oracle.meter(KEY_B.address))[4:] == (True, 11, IMPORT_WH * 12, EXPORT_WH * 12)
+    assert plain(oracle.meter(KEY_C.address))[4:] == (True, 9, IMPORT_WH * 10, EXPORT_WH * 10)
+    assert [commitment_of(oracle, slot)[1] for slot in (9, 11)] == [1, 2]
 
 
 # ------------------------------------------------------------------ malformed batches

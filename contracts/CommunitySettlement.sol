@@ -1,0 +1,798 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.37;
+
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ICdaMarket} from "./interfaces/ICdaMarket.sol";
+import {ICommunityRegistry} from "./interfaces/ICommunityRegistry.sol";
+import {ICommunitySettlement} from "./interfaces/ICommunitySettlement.sol";
+import {IMarketLedger} from "./interfaces/IMarketLedger.sol";
+import {IMeterOracle} from "./interfaces/IMeterOracle.sol";
+import {SharingPrices} from "./libraries/SharingPrices.sol";
+
+/// @title Peerwatt settlement: slots against meter readings, clearing results, profit shares
+/// @notice See {ICommunitySettlement}. Money moves only through the market's ledger
+/// ({IMarketLedger}), which gives the supplier the residual of every application: each chunk,
+/// and so each slot, is budget-balanced to the base unit, and the market stays solvent.
+/// @dev Per member and slot, settlement reads the member's address and position (two cold
+/// words), writes its account (one word) and closes its position, and emits one event; the
+/// reading itself comes from calldata, checked against the oracle's hash chain. Nothing loops
+/// over members beyond the chunk a caller passes. The profit-share pot is this contract's own
+/// account in the market.
+contract CommunitySettlement is ICommunitySettlement {
+    using SafeCast for uint256;
+    using SafeCast for int256;
+
+    /// @notice Bytes per reading in a settlement chunk: memberId | importWh | exportWh.
+    uint256 public constant CHUNK_READING_BYTES = 12;
+    /// @notice Bytes per member in a posted schedule: memberId | netExportWh | internalWh.
+    uint256 public constant SCHEDULE_ENTRY_BYTES = 12;
+    uint256 private constant LANES = 10; // 24-bit internal trades per storage word
+    int256 private constant LANE_MAX = type(int24).max;
+
+    /// @notice The community market: registry, roles, tariffs and the accounts ledger.
+    address public immutable market;
+    IMeterOracle public immutable oracle;
+    /// @notice Accounts receiving the grid (DSO) and manager fees.
+    address public immutable dsoAccount;
+    address public immutable managerAccount;
+    uint32 public immutable periodSlots;
+    uint32 public immutable readingWindowSeconds;
+    uint64 private immutable _epoch;
+    uint32 private immutable _slotSeconds;
+    bytes32 private immutable _managerRole;
+
+    /// @dev One storage word: the rules from `fromSlot` on.
+    struct ConfigWord {
+        uint32 fromSlot;
+        Mode mode;
+        SharingRule rule;
+        ShareRule shareRule;
+        uint32 gridFeePerKwh;
+        uint32 managerFeePerKwh;
+        uint16 savingsShareBps;
+    }
+
+    /// @dev The verified position of a pass: the oracle chain value after the last unprocessed
+    /// reading, and how many readings remain before it.
+    struct Cursor {
+        uint224 chain;
+        uint32 remaining;
+    }
+
+    /// @dev One storage word per slot.
+    struct SlotWord {
+        uint64 supplyWh;
+        uint64 demandWh;
+        uint32 readings;
+        Phase phase;
+        Mode mode;
+        SharingRule rule;
+        uint32 importPrice; // tariffs frozen when settlement starts
+        uint32 exportPrice;
+    }
+
+    /// @dev A posted schedule's progress (one word per optimisation slot).
+    struct ScheduleWord {
+        uint32 price;
+        uint32 lastMemberId;
+        uint32 members;
+        int64 sumWh;
+        bool complete;
+    }
+
+    /// @dev Distribution of a period's pot in progress.
+    struct ShareProgress {
+        uint32 lastMemberId;
+        uint32 posted;
+        uint32 expected;
+        uint128 distributed;
+    }
+
+    /// @dev Total contributions of a period (proportional rule).
+    struct Contributions {
+        uint128 totalWh;
+        uint32 contributors;
+    }
+
+    /// @dev Everything a chunk's members share, kept in memory.
+    struct Context {
+        uint32 slot;
+        Mode mode;
+        uint256 importPrice;
+        uint256 exportPrice;
+        uint256 gridFee;
+        uint256 managerFee;
+        uint256 savingsBps;
+        bool countContributions;
+        SharingPrices.Price buy;
+        SharingPrices.Price sell;
+        uint64 supplyWh;
+        uint64 demandWh;
+        uint256 schedulePrice;
+        bool hasSchedule;
+        uint256 gridFeeTotal; // what the chunk's members owe the DSO, the manager and the pot
+        uint256 managerFeeTotal;
+        uint256 retainedTotal;
+    }
+
+    /// @dev One member's result.
+    struct Result {
+        int256 contractedWh;
+        int256 energyAmount;
+        int256 imbalanceAmount;
+        uint256 gridFee;
+        uint256 managerFee;
+        uint256 retained;
+        uint256 contributionWh;
+    }
+
+    ConfigWord[] private _configs;
+    mapping(uint32 slot => Cursor) private _cursors;
+    mapping(uint32 slot => SlotWord) private _slots;
+    mapping(uint32 slot => ScheduleWord) private _schedules;
+    // slot << 32 | memberId / LANES => ten int24 internal trades
+    mapping(uint256 laneKey => uint256) private _lanes;
+    mapping(uint32 period => Period) private _periods;
+    mapping(uint32 period => ShareProgress) private _shareProgress;
+    mapping(uint32 period => Contributions) private _contributionTotals;
+    mapping(uint32 period => mapping(uint32 memberId => uint64)) private _contributions;
+
+    /// @param communityMarket the market (registry and ledger); this contract needs its
+    /// SETTLEMENT_ROLE, and must be the oracle's sealer
+    /// @param meterOracle the oracle whose committed readings are settled
+    /// @param dso account receiving grid fees
+    /// @param manager account receiving manager fees
+    /// @param config the rules from slot 0 on
+    /// @param periodSlots_ slots per profit-share period (e.g. 96: a day of 15-minute slots)
+    /// @param readingWindowSeconds_ how long after a slot's end readings are awaited
+    constructor(
+        address communityMarket,
+        IMeterOracle meterOracle,
+        address dso,
+        address manager,
+        Config memory config,
+        uint32 periodSlots_,
+        uint32 readingWindowSeconds_
+    ) {
+        if (communityMarket == address(0) || address(meterOracle) == address(0) || dso == address(0) || manager == address(0)) {
+            revert SettlementZeroAddress();
+        }
+        if (periodSlots_ == 0) revert SettlementInvalidPeriod(periodSlots_);
+        market = communityMarket;
+        oracle = meterOracle;
+        dsoAccount = dso;
+        managerAccount = manager;
+        periodSlots = periodSlots_;
+        readingWindowSeconds = readingWindowSeconds_;
+        (_epoch, _slotSeconds,) = ICommunityRegistry(communityMarket).slotClock();
+        _managerRole = keccak256("MANAGER_ROLE");
+        _pushConfig(config, 0);
+    }
+
+    // ------------------------------------------------------------------- rules
+
+    /// @inheritdoc ICommunitySettlement
+    function setConfig(Config calldata config, uint32 fromSlot) external {
+        if (!IAccessControl(market).hasRole(bytes32(0), msg.sender)) revert SettlementNotAdmin(msg.sender);
+        uint32 firstOpen = ICommunityRegistry(market).nextOpenSlot();
+        ConfigWord storage last = _configs[_configs.length - 1];
+        if (fromSlot < firstOpen || fromSlot < last.fromSlot) revert SettlementConfigNotFuture(fromSlot, firstOpen);
+        if (fromSlot == last.fromSlot) _configs.pop(); // replaces a change not yet in force
+        _pushConfig(config, fromSlot);
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function configAt(uint32 slot) public view returns (Config memory) {
+        ConfigWord memory word = _configWordAt(slot);
+        return Config(
+            word.mode, word.rule, word.shareRule, word.gridFeePerKwh, word.managerFeePerKwh, word.savingsShareBps
+        );
+    }
+
+    function _pushConfig(Config memory config, uint32 fromSlot) private {
+        if (config.savingsShareBps > 10_000) revert SettlementInvalidConfig();
+        ICommunityRegistry.MarketParams memory params = ICommunityRegistry(market).marketParams();
+        if (uint256(config.gridFeePerKwh) + config.managerFeePerKwh >= params.maxPricePerKwh) {
+            revert SettlementInvalidConfig();
+        }
+        _configs.push(
+            ConfigWord(
+                fromSlot,
+                config.mode,
+                config.rule,
+                config.shareRule,
+                config.gridFeePerKwh,
+                config.managerFeePerKwh,
+                config.savingsShareBps
+            )
+        );
+        emit ConfigScheduled(
+            fromSlot,
+            config.mode,
+            config.rule,
+            config.shareRule,
+            config.gridFeePerKwh,
+            config.managerFeePerKwh,
+            config.savingsShareBps
+        );
+    }
+
+    /// @dev Binary search of the last change in force at `slot` (the first is at slot 0).
+    function _configWordAt(uint32 slot) private view returns (ConfigWord memory) {
+        uint256 low = 0;
+        uint256 high = _configs.length;
+        while (high - low > 1) {
+            uint256 mid = (low + high) / 2;
+            if (_configs[mid].fromSlot <= slot) low = mid;
+            else high = mid;
+        }
+        return _configs[low];
+    }
+
+    // ------------------------------------------------------------- settlement
+
+    /// @inheritdoc ICommunitySettlement
+    function settle(uint32 slot, bytes32 fromChain, bytes calldata readings) external {
+        if (readings.length % CHUNK_READING_BYTES != 0) revert SettlementMalformedChunk(readings.length);
+        SlotWord memory state = _slots[slot];
+        if (state.phase == Phase.Settled) revert SettlementAlreadySettled(slot);
+        Cursor memory cursor;
+        if (state.phase == Phase.Open) (state, cursor) = _start(slot);
+        else cursor = _cursors[slot];
+
+        uint256 count = readings.length / CHUNK_READING_BYTES;
+        if (count != 0) {
+            if (count > cursor.remaining || _replay(slot, uint224(uint256(fromChain)), readings) != cursor.chain) {
+                revert SettlementChunkMismatch(slot, cursor.remaining);
+            }
+            unchecked {
+                cursor.remaining -= uint32(count); // count <= remaining
+            }
+            if (cursor.remaining == 0 && fromChain != 0) revert SettlementChunkMismatch(slot, count);
+            cursor.chain = uint224(uint256(fromChain));
+            if (state.phase == Phase.Tallying) _tally(state, readings);
+            else _pay(slot, state, readings);
+        }
+        if (cursor.remaining == 0) (state, cursor) = _finishPass(slot, state);
+        _slots[slot] = state;
+        _cursors[slot] = cursor;
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function settleUnmetered(uint32 slot, uint32[] calldata memberIds) external {
+        SlotWord memory state = _slots[slot];
+        if (state.phase != Phase.Settled) revert SettlementNotSettled(slot);
+        Context memory ctx = _context(slot, state);
+        (address[] memory accounts, ICdaMarket.Position[] memory positions) =
+            IMarketLedger(market).settlementPositions(slot, memberIds, true);
+        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](memberIds.length + 3);
+        address[] memory closing = new address[](memberIds.length);
+        uint256 settled = 0;
+        uint256 closed = 0;
+        for (uint256 i = 0; i < memberIds.length; ++i) {
+            ICdaMarket.Position memory position = positions[i];
+            Result memory result;
+            uint256 paid = 0;
+            if (position.boughtWh != 0 || position.soldWh != 0) {
+                result = _contracted(ctx, position);
+                closing[closed++] = accounts[i];
+                paid = position.paid;
+            } else if (ctx.mode == Mode.Optimisation && ctx.hasSchedule) {
+                int256 internalWh = _takeLane(slot, memberIds[i]);
+                if (internalWh == 0) continue;
+                result = _scheduled(ctx, internalWh);
+            } else {
+                continue;
+            }
+            if (ctx.mode != Mode.Sharing) emit ReadingMissing(slot, accounts[i]);
+            payments[settled++] = _record(ctx, accounts[i], result, paid);
+            _addContribution(ctx, memberIds[i], result.contributionWh);
+        }
+        _applyPayments(slot, closing, closed, payments, settled, ctx);
+    }
+
+    /// @dev Starts a slot: checks its deadline (or that every member's reading is in), seals it
+    /// at the oracle and freezes its rules and tariffs.
+    function _start(uint32 slot) private returns (SlotWord memory state, Cursor memory cursor) {
+        uint64 slotEnd = _slotStart(slot + 1);
+        uint64 deadline = slotEnd + readingWindowSeconds;
+        if (block.timestamp < deadline) {
+            (, uint32 count) = oracle.slotCommitment(slot);
+            if (block.timestamp < slotEnd || count < ICommunityRegistry(market).memberCount()) {
+                revert SettlementTooEarly(slot, deadline, uint64(block.timestamp));
+            }
+        }
+        (bytes32 chain, uint32 readings) = oracle.sealSlot(slot);
+        ConfigWord memory config = _configWordAt(slot);
+        ICommunityRegistry.Tariffs memory tariffs = ICommunityRegistry(market).tariffs();
+        state = SlotWord({
+            supplyWh: 0,
+            demandWh: 0,
+            readings: readings,
+            phase: config.mode == Mode.Sharing ? Phase.Tallying : Phase.Paying,
+            mode: config.mode,
+            rule: config.rule,
+            importPrice: tariffs.importPricePerKwh,
+            exportPrice: tariffs.exportPricePerKwh
+        });
+        cursor = Cursor(uint224(uint256(chain)), readings);
+        emit SettlementStarted(slot, config.mode, config.rule, readings);
+        if (config.mode == Mode.Optimisation && !_schedules[slot].complete) emit ScheduleMissing(slot);
+    }
+
+    /// @dev A pass is done: the tally hands over to payments (from the last reading again), and
+    /// payments settle the slot. Runs at most twice (a slot without readings).
+    function _finishPass(uint32 slot, SlotWord memory state) private returns (SlotWord memory, Cursor memory cursor) {
+        if (state.phase == Phase.Tallying) {
+            state.phase = Phase.Paying;
+            (bytes32 chain,) = oracle.slotCommitment(slot);
+            cursor = Cursor(uint224(uint256(chain)), state.readings);
+            Context memory ctx = _context(slot, state);
+            emit SharingRates(
+                slot, state.supplyWh, state.demandWh, ctx.buy.num, ctx.buy.den, ctx.sell.num, ctx.sell.den
+            );
+            if (state.readings != 0) return (state, cursor);
+        }
+        state.phase = Phase.Settled;
+        ++_periods[slot / periodSlots].settledSlots;
+        emit SlotSettled(slot, state.readings);
+        return (state, cursor);
+    }
+
+    /// @dev Replays the oracle's hash chain over a chunk (see {IMeterOracle-slotCommitment}).
+    function _replay(uint32 slot, uint224 fromChain, bytes calldata readings) private pure returns (uint224) {
+        uint256 chain = fromChain;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40) // scratch beyond the free memory pointer
+            mstore(add(ptr, 0x40), slot)
+            let end := add(readings.offset, readings.length)
+            for { let p := readings.offset } lt(p, end) { p := add(p, 12) } {
+                let word := shr(160, calldataload(p)) // memberId | importWh | exportWh
+                mstore(ptr, chain)
+                mstore(add(ptr, 0x20), shr(64, word))
+                mstore(add(ptr, 0x60), and(shr(32, word), 0xffffffff))
+                mstore(add(ptr, 0x80), and(word, 0xffffffff))
+                chain := and(keccak256(ptr, 0xa0), 0xffffffffffffffffffffffffffffffffffffffffffffffffffffffff) // uint224
+            }
+        }
+        return uint224(chain);
+    }
+
+    /// @dev Sharing mode, first pass: sums net exports (supply) and net imports (demand).
+    function _tally(SlotWord memory state, bytes calldata readings) private pure {
+        uint256 supply = state.supplyWh;
+        uint256 demand = state.demandWh;
+        for (uint256 offset = 0; offset < readings.length; offset += CHUNK_READING_BYTES) {
+            (, uint256 importWh, uint256 exportWh) = _readingAt(readings, offset);
+            if (exportWh > importWh) supply += exportWh - importWh;
+            else demand += importWh - exportWh;
+        }
+        state.supplyWh = supply.toUint64();
+        state.demandWh = demand.toUint64();
+    }
+
+    /// @dev Second (or only) pass: each member's result, applied in one ledger call.
+    function _pay(uint32 slot, SlotWord memory state, bytes calldata readings) private {
+        uint256 count = readings.length / CHUNK_READING_BYTES;
+        uint32[] memory memberIds = new uint32[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            (memberIds[i],,) = _readingAt(readings, i * CHUNK_READING_BYTES);
+        }
+        Context memory ctx = _context(slot, state);
+        bool cda = ctx.mode == Mode.Cda;
+        (address[] memory accounts, ICdaMarket.Position[] memory positions) =
+            IMarketLedger(market).settlementPositions(slot, memberIds, cda);
+        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](count + 3);
+        for (uint256 i = 0; i < count; ++i) {
+            (, uint256 importWh, uint256 exportWh) = _readingAt(readings, i * CHUNK_READING_BYTES);
+            int256 meteredWh = int256(exportWh) - int256(importWh);
+            Result memory result;
+            if (ctx.mode == Mode.Sharing) {
+                result = _shared(ctx, meteredWh);
+            } else {
+                result = cda
+                    ? _contracted(ctx, positions[i])
+                    : _scheduled(ctx, ctx.hasSchedule ? _takeLane(slot, memberIds[i]) : int256(0));
+                int256 imbalanceWh = meteredWh - result.contractedWh;
+                result.imbalanceAmount = _tariffAmount(ctx, imbalanceWh);
+            }
+            _retainSavings(ctx, result, meteredWh);
+            payments[i] = _record(ctx, accounts[i], result, cda ? positions[i].paid : 0);
+            _addContribution(ctx, memberIds[i], result.contributionWh);
+        }
+        _applyPayments(slot, accounts, cda ? count : 0, payments, count, ctx);
+    }
+
+    /// @dev Trades as contracted: paid at their prices, fees on the traded volume.
+    function _contracted(Context memory ctx, ICdaMarket.Position memory position)
+        private
+        pure
+        returns (Result memory result)
+    {
+        result.contractedWh = int256(uint256(position.soldWh)) - int256(uint256(position.boughtWh));
+        result.energyAmount = int256(uint256(position.received)) - int256(uint256(position.paid));
+        _chargeFees(ctx, result, uint256(position.boughtWh) + position.soldWh);
+        result.contributionWh = position.soldWh;
+    }
+
+    /// @dev A posted internal trade at the slot's posted price, fees on its volume.
+    function _scheduled(Context memory ctx, int256 internalWh) private pure returns (Result memory result) {
+        result.contractedWh = internalWh;
+        uint256 volume = _abs(internalWh);
+        uint256 value = (volume * ctx.schedulePrice) / 1000;
+        result.energyAmount = internalWh >= 0 ? int256(value) : -int256(value);
+        _chargeFees(ctx, result, volume);
+        if (internalWh > 0) result.contributionWh = uint256(internalWh);
+    }
+
+    /// @dev Sharing mode: the rule's price for the member's net import or export.
+    function _shared(Context memory ctx, int256 meteredWh) private pure returns (Result memory result) {
+        if (meteredWh >= 0) {
+            uint256 supplied = uint256(meteredWh);
+            result.energyAmount = int256(SharingPrices.valueAt(supplied, ctx.sell));
+            // energy that reached other members: the exporters' pro-rata part of min(S, D)
+            if (ctx.supplyWh != 0) {
+                uint256 internalWh = ctx.supplyWh < ctx.demandWh ? ctx.supplyWh : ctx.demandWh;
+                result.contributionWh = (supplied * internalWh) / ctx.supplyWh;
+            }
+        } else {
+            result.energyAmount = -int256(SharingPrices.valueAt(uint256(-meteredWh), ctx.buy));
+        }
+    }
+
+    function _chargeFees(Context memory ctx, Result memory result, uint256 volumeWh) private pure {
+        result.gridFee = (volumeWh * ctx.gridFee) / 1000;
+        result.managerFee = (volumeWh * ctx.managerFee) / 1000;
+    }
+
+    /// @dev Energy at the tariffs: sold at the export price, bought at the import price.
+    function _tariffAmount(Context memory ctx, int256 netExportWh) private pure returns (int256) {
+        if (netExportWh >= 0) return int256((uint256(netExportWh) * ctx.exportPrice) / 1000);
+        return -int256((uint256(-netExportWh) * ctx.importPrice) / 1000);
+    }
+
+    /// @dev Keeps `savingsBps` of the member's savings against its stand-alone bill (its metered
+    /// flow at the tariffs) for the period's pot.
+    function _retainSavings(Context memory ctx, Result memory result, int256 meteredWh) private pure {
+        if (ctx.savingsBps == 0) return;
+        int256 net = result.energyAmount + result.imbalanceAmount - int256(result.gridFee + result.managerFee);
+        int256 saving = net - _tariffAmount(ctx, meteredWh);
+        if (saving > 0) result.retained = (uint256(saving) * ctx.savingsBps) / 10_000;
+    }
+
+    /// @dev Emits the member's result and returns its payment. `paid` (the trade payments held in
+    /// its position) already left its balance: the ledger releases it into the chunk's pool.
+    function _record(Context memory ctx, address account, Result memory result, uint256 paid)
+        private
+        returns (IMarketLedger.Payment memory)
+    {
+        uint256 fees = result.gridFee + result.managerFee;
+        emit MemberSettled(
+            ctx.slot, account, result.contractedWh, result.energyAmount, result.imbalanceAmount, fees, result.retained
+        );
+        ctx.gridFeeTotal += result.gridFee;
+        ctx.managerFeeTotal += result.managerFee;
+        ctx.retainedTotal += result.retained;
+        int256 net = result.energyAmount + result.imbalanceAmount - int256(fees + result.retained);
+        return IMarketLedger.Payment(account, net + int256(paid));
+    }
+
+    /// @dev Appends the fee and pot credits to the chunk's payments and applies them; the
+    /// ledger gives the supplier the residual.
+    function _applyPayments(
+        uint32 slot,
+        address[] memory closing,
+        uint256 closed,
+        IMarketLedger.Payment[] memory payments,
+        uint256 count,
+        Context memory ctx
+    ) private {
+        if (ctx.gridFeeTotal != 0) payments[count++] = IMarketLedger.Payment(dsoAccount, int256(ctx.gridFeeTotal));
+        if (ctx.managerFeeTotal != 0) {
+            payments[count++] = IMarketLedger.Payment(managerAccount, int256(ctx.managerFeeTotal));
+        }
+        if (ctx.retainedTotal != 0) {
+            payments[count++] = IMarketLedger.Payment(address(this), int256(ctx.retainedTotal));
+            _periods[slot / periodSlots].pot += ctx.retainedTotal.toUint128();
+        }
+        assembly ("memory-safe") {
+            mstore(payments, count) // trim to the entries used
+            mstore(closing, closed)
+        }
+        if (count != 0 || closed != 0) IMarketLedger(market).applySettlement(slot, closing, payments);
+    }
+
+    function _context(uint32 slot, SlotWord memory state) private view returns (Context memory ctx) {
+        ConfigWord memory config = _configWordAt(slot);
+        ctx.slot = slot;
+        ctx.mode = state.mode;
+        ctx.importPrice = state.importPrice;
+        ctx.exportPrice = state.exportPrice;
+        ctx.gridFee = config.gridFeePerKwh;
+        ctx.managerFee = config.managerFeePerKwh;
+        ctx.savingsBps = config.savingsShareBps;
+        ctx.countContributions = config.shareRule == ShareRule.Proportional;
+        ctx.supplyWh = state.supplyWh;
+        ctx.demandWh = state.demandWh;
+        if (state.mode == Mode.Sharing) {
+            (ctx.buy, ctx.sell) = SharingPrices.prices(
+                uint8(state.rule), state.supplyWh, state.demandWh, state.importPrice, state.exportPrice
+            );
+        } else if (state.mode == Mode.Optimisation) {
+            ScheduleWord memory schedule = _schedules[slot];
+            ctx.hasSchedule = schedule.complete;
+            ctx.schedulePrice = schedule.price;
+        }
+    }
+
+    function _readingAt(bytes calldata readings, uint256 offset)
+        private
+        pure
+        returns (uint32 memberId, uint256 importWh, uint256 exportWh)
+    {
+        uint256 word;
+        assembly ("memory-safe") {
+            word := shr(160, calldataload(add(readings.offset, offset)))
+        }
+        return (uint32(word >> 64), (word >> 32) & 0xffffffff, word & 0xffffffff);
+    }
+
+    function _addContribution(Context memory ctx, uint32 memberId, uint256 contributionWh) private {
+        if (!ctx.countContributions || contributionWh == 0) return;
+        uint32 periodIndex = ctx.slot / periodSlots;
+        uint64 before = _contributions[periodIndex][memberId];
+        _contributions[periodIndex][memberId] = (before + contributionWh).toUint64();
+        Contributions storage totals = _contributionTotals[periodIndex];
+        totals.totalWh += contributionWh.toUint128();
+        if (before == 0) ++totals.contributors;
+    }
+
+    // ----------------------------------------------------- clearing results
+
+    /// @inheritdoc ICommunitySettlement
+    function postSchedule(uint32 slot, uint32 pricePerKwh, bytes calldata entries, bool complete, bytes32 resultHash)
+        external
+    {
+        if (!IAccessControl(market).hasRole(_managerRole, msg.sender)) revert SettlementNotManager(msg.sender);
+        if (entries.length % SCHEDULE_ENTRY_BYTES != 0) revert SettlementMalformedChunk(entries.length);
+        Mode mode = _configWordAt(slot).mode;
+        if (mode != Mode.Optimisation) revert SettlementWrongMode(slot, mode);
+        if (block.timestamp >= ICommunityRegistry(market).gateClosure(slot)) revert SettlementGateClosed(slot);
+        ScheduleWord memory schedule = _schedules[slot];
+        if (schedule.complete) revert SettlementScheduleComplete(slot);
+        ICommunityRegistry.Tariffs memory tariffs = ICommunityRegistry(market).tariffs();
+        if (schedule.members == 0 && schedule.lastMemberId == 0) {
+            if (pricePerKwh < tariffs.exportPricePerKwh || pricePerKwh > tariffs.importPricePerKwh) {
+                revert SettlementPriceOutOfBand(slot, pricePerKwh, tariffs.exportPricePerKwh, tariffs.importPricePerKwh);
+            }
+            schedule.price = pricePerKwh;
+        } else if (pricePerKwh != schedule.price) {
+            revert SettlementPriceChanged(slot, pricePerKwh, schedule.price);
+        }
+        ConfigWord memory config = _configWordAt(slot);
+        uint256 fee = uint256(config.gridFeePerKwh) + config.managerFeePerKwh;
+        int256 sum = schedule.sumWh;
+        uint256 laneKey = type(uint256).max;
+        uint256 laneWord = 0;
+        for (uint256 offset = 0; offset < entries.length; offset += SCHEDULE_ENTRY_BYTES) {
+            (uint32 memberId, int256 netExportWh, int256 internalWh) = _entryAt(entries, offset);
+            if (memberId <= schedule.lastMemberId) revert SettlementMembersNotAscending(memberId, schedule.lastMemberId);
+            schedule.lastMemberId = memberId;
+            _checkRational(memberId, netExportWh, internalWh, pricePerKwh, fee, tariffs);
+            sum += internalWh;
+            // internal trades packed ten to a word, written once per word
+            uint256 key = (uint256(slot) << 32) | (memberId / LANES);
+            if (key != laneKey) {
+                if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
+                laneKey = key;
+                laneWord = _lanes[key];
+            }
+            uint256 shift = (memberId % LANES) * 24;
+            laneWord = (laneWord & ~(uint256(0xffffff) << shift)) | (uint256(uint24(int24(internalWh))) << shift);
+        }
+        if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
+        schedule.members += uint32(entries.length / SCHEDULE_ENTRY_BYTES);
+        schedule.sumWh = int64(sum);
+        emit SchedulePosted(slot, pricePerKwh, schedule.members, sum);
+        if (complete) {
+            if (sum != 0) revert SettlementTradesUnbalanced(slot, sum);
+            schedule.complete = true;
+            emit ScheduleCompleted(slot, schedule.price, schedule.members, resultHash);
+        }
+        _schedules[slot] = schedule;
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function scheduledInternalWh(uint32 slot, uint32 memberId) external view returns (int256) {
+        uint256 word = _lanes[(uint256(slot) << 32) | (memberId / LANES)];
+        return int24(uint24(word >> ((memberId % LANES) * 24)));
+    }
+
+    /// @dev Individual rationality of one posted entry, exactly (in Wh x base units per kWh): the
+    /// trade goes with the member's flow and is no larger, and the member's cost at the posted
+    /// schedule -- its trade at the internal price plus fees, the rest of its flow at the
+    /// tariffs -- is no more than the same flow at the tariffs alone.
+    function _checkRational(
+        uint32 memberId,
+        int256 netExportWh,
+        int256 internalWh,
+        uint256 price,
+        uint256 fee,
+        ICommunityRegistry.Tariffs memory tariffs
+    ) private pure {
+        if (
+            internalWh > LANE_MAX || internalWh < -LANE_MAX || (internalWh > 0 && internalWh > netExportWh)
+                || (internalWh < 0 && internalWh < netExportWh)
+        ) {
+            revert SettlementTradeExceedsFlow(memberId, netExportWh, internalWh);
+        }
+        int256 pi = int256(uint256(tariffs.importPricePerKwh));
+        int256 pe = int256(uint256(tariffs.exportPricePerKwh));
+        int256 standalone = _exactTariffCost(netExportWh, pi, pe);
+        int256 community = _exactTariffCost(netExportWh - internalWh, pi, pe) - internalWh * int256(price)
+            + int256(_abs(internalWh) * fee);
+        if (community > standalone) revert SettlementNotRational(memberId, community, standalone);
+    }
+
+    /// @dev Cost of a net export at the tariffs, unrounded (Wh x base units per kWh).
+    function _exactTariffCost(int256 netExportWh, int256 importPrice, int256 exportPrice)
+        private
+        pure
+        returns (int256)
+    {
+        return netExportWh >= 0 ? -netExportWh * exportPrice : -netExportWh * importPrice;
+    }
+
+    function _entryAt(bytes calldata entries, uint256 offset)
+        private
+        pure
+        returns (uint32 memberId, int256 netExportWh, int256 internalWh)
+    {
+        uint256 word;
+        assembly ("memory-safe") {
+            word := shr(160, calldataload(add(entries.offset, offset)))
+        }
+        return (uint32(word >> 64), int32(uint32(word >> 32)), int32(uint32(word)));
+    }
+
+    /// @dev Reads and clears a member's posted internal trade (so it is settled once).
+    function _takeLane(uint32 slot, uint32 memberId) private returns (int256 internalWh) {
+        uint256 key = (uint256(slot) << 32) | (memberId / LANES);
+        uint256 word = _lanes[key];
+        uint256 shift = (memberId % LANES) * 24;
+        internalWh = int24(uint24(word >> shift));
+        if (internalWh != 0) _lanes[key] = word & ~(uint256(0xffffff) << shift);
+    }
+
+    // ---------------------------------------------------------- profit shares
+
+    /// @inheritdoc ICommunitySettlement
+    function fundPot(uint32 periodIndex, uint256 amount) external {
+        Period storage p = _periods[periodIndex];
+        if (p.distributed || _shareProgress[periodIndex].posted != 0) revert SettlementSharesDistributed(periodIndex);
+        p.pot += amount.toUint128();
+        emit PotFunded(periodIndex, msg.sender, amount);
+        IMarketLedger(market).fundAccount(msg.sender, address(this), amount);
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function distributeShares(uint32 periodIndex, uint32[] calldata memberIds, uint256[] calldata shares) external {
+        if (memberIds.length != shares.length) revert SettlementMalformedChunk(shares.length);
+        Period memory p = _periods[periodIndex];
+        if (p.settledSlots < periodSlots) revert SettlementPeriodOpen(periodIndex, p.settledSlots, periodSlots);
+        if (p.distributed) revert SettlementSharesDistributed(periodIndex);
+        uint32 firstSlot = periodIndex * periodSlots;
+        ShareRule rule = _configWordAt(firstSlot).shareRule;
+        if (rule == ShareRule.Shapley && !IAccessControl(market).hasRole(_managerRole, msg.sender)) {
+            revert SettlementNotManager(msg.sender);
+        }
+        ShareProgress memory progress = _shareProgress[periodIndex];
+        Contributions memory totals = _contributionTotals[periodIndex];
+        if (progress.posted == 0) {
+            progress.expected =
+                rule == ShareRule.Proportional ? totals.contributors : ICommunityRegistry(market).memberCount();
+        }
+        (address[] memory accounts,) = IMarketLedger(market).settlementPositions(firstSlot, memberIds, false);
+        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](memberIds.length + 1);
+        uint256 total = 0;
+        for (uint256 i = 0; i < memberIds.length; ++i) {
+            uint32 memberId = memberIds[i];
+            if (memberId <= progress.lastMemberId) revert SettlementMembersNotAscending(memberId, progress.lastMemberId);
+            progress.lastMemberId = memberId;
+            uint256 expected = _expectedShare(rule, p.pot, progress, totals, periodIndex, memberId, accounts[i]);
+            if (rule != ShareRule.Shapley && shares[i] != expected) {
+                revert SettlementShareMismatch(memberId, shares[i], expected);
+            }
+            ++progress.posted;
+            total += shares[i];
+            payments[i] = IMarketLedger.Payment(accounts[i], int256(shares[i]));
+            emit ShareDistributed(periodIndex, accounts[i], shares[i]);
+        }
+        uint256 distributed = progress.distributed + total;
+        if (distributed > p.pot) revert SettlementSharesExceedPot(periodIndex, distributed, p.pot);
+        progress.distributed = uint128(distributed);
+        if (progress.posted > progress.expected) {
+            revert SettlementSharesIncomplete(periodIndex, progress.posted, progress.expected);
+        }
+        if (progress.posted == progress.expected) _completeShares(periodIndex, rule, p.pot, distributed);
+        _shareProgress[periodIndex] = progress;
+        if (total != 0) {
+            payments[memberIds.length] = IMarketLedger.Payment(address(this), -int256(total));
+            IMarketLedger(market).applySettlement(firstSlot, new address[](0), payments);
+        }
+    }
+
+    /// @dev Equal: pot / n, one more base unit for the first pot % n members (ascending ids);
+    /// proportional: pot * c / C rounded down, for members with a contribution only; Shapley:
+    /// posted (any member).
+    function _expectedShare(
+        ShareRule rule,
+        uint256 pot,
+        ShareProgress memory progress,
+        Contributions memory totals,
+        uint32 periodIndex,
+        uint32 memberId,
+        address account
+    ) private view returns (uint256) {
+        if (rule == ShareRule.Proportional) {
+            uint256 contribution = _contributions[periodIndex][memberId];
+            if (contribution == 0) revert SettlementShareMismatch(memberId, 0, 0);
+            return (pot * contribution) / totals.totalWh;
+        }
+        (, bool active) = ICommunityRegistry(market).memberOf(account);
+        if (!active) revert SettlementShareMismatch(memberId, 0, 0);
+        if (rule == ShareRule.Shapley || progress.expected == 0) return 0;
+        return pot / progress.expected + (progress.posted < pot % progress.expected ? 1 : 0);
+    }
+
+    /// @dev Equal and Shapley shares use the whole pot; proportional rounding leftovers (and a
+    /// pot without contributors) roll over to the next period.
+    function _completeShares(uint32 periodIndex, ShareRule rule, uint256 pot, uint256 distributed) private {
+        if (rule != ShareRule.Proportional && distributed != pot && (rule == ShareRule.Shapley || pot != 0)) {
+            revert SettlementSharesIncomplete(periodIndex, distributed, pot);
+        }
+        _periods[periodIndex].distributed = true;
+        if (distributed < pot) _periods[periodIndex + 1].pot += uint128(pot - distributed);
+        emit SharesCompleted(periodIndex, rule, pot, distributed);
+    }
+
+    // ------------------------------------------------------------------- views
+
+    /// @inheritdoc ICommunitySettlement
+    function slotState(uint32 slot) external view returns (SlotView memory) {
+        SlotWord memory state = _slots[slot];
+        return SlotView(
+            state.phase,
+            state.mode,
+            state.rule,
+            state.readings,
+            _cursors[slot].remaining,
+            state.supplyWh,
+            state.demandWh
+        );
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function period(uint32 periodIndex) external view returns (Period memory) {
+        return _periods[periodIndex];
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function contributionOf(uint32 periodIndex, uint32 memberId) external view returns (uint64) {
+        return _contributions[periodIndex][memberId];
+    }
+
+    /// @inheritdoc ICommunitySettlement
+    function readingDeadline(uint32 slot) external view returns (uint64) {
+        return _slotStart(slot + 1) + readingWindowSeconds;
+    }
+
+    function _slotStart(uint32 slot) private view returns (uint64) {
+        return _epoch + uint64(slot) * _slotSeconds;
+    }
+
+    function _abs(int256 value) private pure returns (uint256) {
+        return value >= 0 ? uint256(value) : uint256(-value);
+    }
+}

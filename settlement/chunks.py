@@ -1,0 +1,75 @@
+"""Settlement chunks: a slot's committed readings cut into the calls ``CommunitySettlement.settle``
+takes, last readings first.
+
+The oracle commits a slot's accepted readings in a hash chain (:func:`oracle.readings.commitment_link`).
+Settlement replays it backwards: each call passes the chain value before its chunk's first
+reading and the chunk (12 bytes a reading: memberId | importWh | exportWh); the contract replays
+it and must reach the value it has already verified, starting from the sealed commitment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from oracle.readings import commitment_link
+
+CHUNK_READING_BYTES = 12  # CommunitySettlement.CHUNK_READING_BYTES
+DEFAULT_CHUNK_READINGS = 200  # ~13k gas each when paying: well inside a block
+
+
+@dataclass(frozen=True)
+class SlotReading:
+    """A reading as the slot's commitment holds it."""
+
+    member_id: int
+    import_wh: int
+    export_wh: int
+
+    @property
+    def net_export_wh(self) -> int:
+        return self.export_wh - self.import_wh
+
+    def packed(self) -> bytes:
+        return (
+            self.member_id.to_bytes(4, "big") + self.import_wh.to_bytes(4, "big") + self.export_wh.to_bytes(4, "big")
+        )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One ``settle(slot, from_chain, readings)`` call."""
+
+    from_chain: int
+    readings: tuple[SlotReading, ...]
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(reading.packed() for reading in self.readings)
+
+    @property
+    def from_chain_bytes(self) -> bytes:
+        return self.from_chain.to_bytes(32, "big")
+
+
+def chain_values(slot: int, readings: Sequence[SlotReading]) -> list[int]:
+    """The slot's chain before each reading and after the last (``len(readings) + 1`` values)."""
+    values = [0]
+    for reading in readings:
+        values.append(commitment_link(values[-1], reading.member_id, slot, reading.import_wh, reading.export_wh))
+    return values
+
+
+def backward_chunks(slot: int, readings: Sequence[SlotReading], size: int = DEFAULT_CHUNK_READINGS) -> list[Chunk]:
+    """The slot's readings (in acceptance order) as settle calls of at most ``size`` readings,
+    in the order they must be sent: the last readings first."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    values = chain_values(slot, readings)
+    chunks = []
+    end = len(readings)
+    while end > 0:
+        start = max(0, end - size)
+        chunks.append(Chunk(values[start], tuple(readings[start:end])))
+        end = start
+    return chunks

@@ -1,0 +1,295 @@
+"""CommunitySettlement: slot settlement in Cda and sharing modes against committed meter
+readings (hand-computed cases), budget balance and solvency after every settlement, the
+backward chunk verification, deadlines, double settlement, debts and missing readings.
+
+Tariffs are the defaults (import 250000, export 60000 base units per kWh); the ``market``
+fixture's price tick is 1. Members alice, bob, carol and dave have ids 1..4 and 500 tokens
+deposited; the supplier deposited 100 tokens.
+"""
+
+import brownie
+import pytest
+
+from conftest import BS, CDA, MMR, OPEN, PAYING, SDR, SETTLED, SHARING, TALLYING, settlement_config
+
+PI, PE = 250_000, 60_000
+
+
+def balances(community):
+    accounts = [*community.members, community.supplier, community.dso, community.fee_manager]
+    return [community.market.balanceOf(account) for account in accounts]
+
+
+def deltas(before, after):
+    return [b - a for a, b in zip(before, after)]
+
+
+def assert_solvent(community):
+    assert community.token.balanceOf(community.market) == community.owed()
+
+
+def trade(community, slot, seller, buyer, price, qty):
+    community.market.placeOrder(slot, False, price, qty, {"from": seller})
+    community.market.placeOrder(slot, True, price, qty, {"from": buyer})
+
+
+def use_mode(community, admin, mode, rule=MMR, **fees):
+    """Switches the settlement rules from the next open slot on; returns that slot."""
+    slot = community.market.nextOpenSlot()
+    community.settlement.setConfig(settlement_config(mode, rule, **fees), slot, {"from": admin})
+    return slot
+
+
+# ------------------------------------------------------------------------ Cda mode
+
+
+def test_cda_trades_and_imbalances(community, alice, bob, logs, plain):
+    """alice sells bob 1000 Wh at 0.2/kWh; she exports 800 Wh (200 short), he imports 1300 Wh
+    (300 more than bought)."""
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 200_000, 1000)
+    before = balances(community)
+    community.deliver(slot, {alice: (0, 800), bob: (1300, 0)})
+    community.past_deadline(slot)
+    (tx,) = community.settle(slot)
+    # alice: +1000 * 200000 / 1000 = 200000 for the trade, -200 Wh * 250000 / 1000 = -50000 at import
+    # bob: paid 200000 at trade time (held); -300 * 250000 / 1000 = -75000 at import
+    # supplier: the residual 50000 + 75000
+    assert deltas(before, balances(community)) == [150_000, -75_000, 0, 0, 125_000, 0, 0]
+    settled = {args[1]: args[2:] for args in logs(tx, "MemberSettled")}
+    assert settled[alice] == (1000, 200_000, -50_000, 0, 0)
+    assert settled[bob] == (-1000, -200_000, -75_000, 0, 0)
+    assert logs(tx, "SlotSettled") == [(slot, 2)]
+    assert plain(community.market.positionOf(slot, alice)) == (0, 0, 0, 0)
+    assert_solvent(community)
+
+
+def test_cda_exports_beyond_the_contract_sell_at_the_export_tariff(community, alice, bob, carol):
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 150_000, 500)
+    before = balances(community)
+    # alice exports 900 (400 over), bob imports 500 exactly, carol exports 100 with no trade
+    community.deliver(slot, {alice: (0, 900), bob: (500, 0), carol: (0, 100)})
+    community.past_deadline(slot)
+    community.settle(slot)
+    # alice: 500 * 150000 / 1000 = 75000, + 400 * 60000 / 1000 = 24000; carol: 100 * 60 = 6000
+    assert deltas(before, balances(community)) == [99_000, 0, 6_000, 0, -30_000, 0, 0]
+    assert_solvent(community)
+
+
+def test_cda_fees_go_to_the_dso_and_the_manager(community, admin, alice, bob):
+    slot = use_mode(community, admin, CDA, grid_fee=10_000, manager_fee=2_500)
+    trade(community, slot, alice, bob, 200_000, 1000)
+    before = balances(community)
+    community.deliver(slot, {alice: (0, 1000), bob: (1000, 0)})
+    community.past_deadline(slot)
+    community.settle(slot)
+    # each side pays 1000 Wh * 10000 / 1000 = 10000 to the DSO and 2500 to the manager
+    assert deltas(before, balances(community)) == [200_000 - 12_500, -12_500, 0, 0, 0, 20_000, 5_000]
+    assert_solvent(community)
+
+
+# -------------------------------------------------------------------- sharing mode
+
+
+@pytest.mark.parametrize(
+    "rule, flows, expected",
+    [
+        # MMR, shortage: S = 1000, D = 3000. Ps = Pm = 155000; Pb = (1000*155000 + 2000*250000)/3000
+        # = 218333.3..; alice +1000*155000/1000 = 155000; bob -1000*218333.3/1000 = -218333;
+        # carol -2000*218333.3/1000 = -436666; supplier: 218333 + 436666 - 155000 = 499999
+        (MMR, [(0, 1000), (1000, 0), (2000, 0)], [155_000, -218_333, -436_666, 0, 499_999]),
+        # MMR, surplus: S = 3000, D = 1000. Pb = 155000; Ps = (1000*155000 + 2000*60000)/3000 =
+        # 91666.6..; alice +3000 * 91666.6 / 1000 = 275000 (exact); bob -155000
+        # supplier: 155000 - 275000 = -120000 = -2000 Wh * 60000 / 1000
+        (MMR, [(0, 3000), (1000, 0), (0, 0)], [275_000, -155_000, 0, 0, -120_000]),
+        # SDR, shortage: S = 1000, D = 2000, SDR = 1/2. Ps = Pi*Pe / ((Pi-Pe)/2 + Pe) = 15e9 / 155000
+        # = 96774.19..; Pb = Ps/2 + Pi/2 = 173387.09..; alice +96774; bob -346774
+        # supplier: 346774 - 96774 = 250000 = 1000 Wh * Pi
+        (SDR, [(0, 1000), (2000, 0), (0, 0)], [96_774, -346_774, 0, 0, 250_000]),
+        # SDR, surplus: SDR >= 1: both at Pe. alice +2000 * 60 = 120000; bob -500 * 60 = -30000
+        (SDR, [(0, 2000), (500, 0), (0, 0)], [120_000, -30_000, 0, 0, -90_000]),
+        # BS, shortage: S = 1000, D = 4000: Pb = Pi * 3000 / 4000 = 187500; Ps = 0 (no surplus)
+        # bob -1000 * 187.5 = -187500; carol -3000 * 187.5 = -562500; alice 0
+        (BS, [(0, 1000), (1000, 0), (3000, 0)], [0, -187_500, -562_500, 0, 750_000]),
+        # BS, surplus: S = 3000, D = 1000: Pb = 0; Ps = Pe * 2000 / 3000 = 40000
+        (BS, [(0, 3000), (1000, 0), (0, 0)], [120_000, 0, 0, 0, -120_000]),
+        # balanced (MMR): S = D = 1500: Pb = Ps = Pm = 155000 -> +-232500, supplier 0
+        (MMR, [(0, 1500), (1500, 0), (0, 0)], [232_500, -232_500, 0, 0, 0]),
+        # all consumers (BS): D = 1000 + 2000, S = 0: Pb = Pi
+        (BS, [(1000, 0), (2000, 0), (0, 0)], [-250_000, -500_000, 0, 0, 750_000]),
+        # all producers (SDR, D = 0): Ps = Pe
+        (SDR, [(0, 1000), (0, 2000), (0, 0)], [60_000, 120_000, 0, 0, -180_000]),
+        # one member importing (MMR): S = 0 < D: Pb = (0 + D*Pi)/D = Pi
+        (MMR, [(700, 0)], [-175_000, 0, 0, 0, 175_000]),
+    ],
+)
+def test_sharing_rules(community, admin, members, rule, flows, expected, logs):
+    slot = use_mode(community, admin, SHARING, rule)
+    before = balances(community)
+    community.deliver(slot, dict(zip(members, flows)))
+    community.past_deadline(slot)
+    txs = community.settle(slot)
+    assert deltas(before, balances(community))[:5] == expected
+    assert sum(deltas(before, balances(community))) == 0  # budget balance to the base unit
+    assert logs(txs[-1], "SlotSettled") == [(slot, len(flows))]
+    assert_solvent(community)
+
+
+def test_sharing_settles_in_two_passes(community, admin, alice, bob, carol, logs, plain):
+    slot = use_mode(community, admin, SHARING, MMR)
+    community.deliver(slot, {alice: (0, 1000), bob: (1000, 0), carol: (2000, 0)})
+    community.past_deadline(slot)
+    tally, *rest = community.chunks(slot, size=2)
+    tx = community.settlement.settle(slot, tally.from_chain_bytes, tally.data, {"from": bob})
+    assert logs(tx, "MemberSettled") == []
+    assert plain(community.settlement.slotState(slot)) == (TALLYING, SHARING, MMR, 3, 1, 0, 3000)
+    community.settlement.settle(slot, rest[0].from_chain_bytes, rest[0].data, {"from": bob})
+    # totals in: S = 1000, D = 3000; payments start again from the last reading
+    assert plain(community.settlement.slotState(slot)) == (PAYING, SHARING, MMR, 3, 3, 1000, 3000)
+
+
+# -------------------------------------------------------------- chunk verification
+
+
+def test_a_forged_chunk_is_rejected_and_changes_nothing(community, alice, bob, error_pattern):
+    from settlement.chunks import Chunk, SlotReading
+
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 200_000, 1000)
+    community.deliver(slot, {alice: (0, 1000), bob: (1000, 0)})
+    community.past_deadline(slot)
+    (honest,) = community.chunks(slot)
+    forged = Chunk(honest.from_chain, (SlotReading(1, 0, 5000), honest.readings[1]))
+    before = balances(community)
+    with brownie.reverts(revert_pattern=error_pattern("SettlementChunkMismatch", slot, 2)):
+        community.settlement.settle(slot, forged.from_chain_bytes, forged.data, {"from": bob})
+    # a true suffix from a wrong starting chain value is no better
+    with brownie.reverts(revert_pattern=error_pattern("SettlementChunkMismatch", slot, 2)):
+        community.settlement.settle(slot, (5).to_bytes(32, "big"), honest.data[12:], {"from": bob})
+    assert balances(community) == before
+    assert community.settlement.slotState(slot)[0] == OPEN
+    community.settle(slot)
+
+
+def test_chunk_size_does_not_change_the_result(community, admin, members, logs):
+    """The same readings in three slots, settled in chunks of 4, 1 and 3 readings."""
+    first = use_mode(community, admin, SHARING, SDR)
+    flows = dict(zip(members, [(0, 1234), (987, 0), (555, 17), (3, 2001)]))
+    results = []
+    for slot, size in zip(range(first, first + 3), (4, 1, 3)):
+        community.deliver(slot, flows)
+        community.past_deadline(slot)
+        before = balances(community)
+        txs = community.settle(slot, size=size)
+        settled = sorted(args[1:] for tx in txs for args in logs(tx, "MemberSettled"))
+        results.append((deltas(before, balances(community)), settled))
+    assert results[0] == results[1] == results[2]
+    assert sum(results[0][0]) == 0
+
+
+# ------------------------------------------------------------- deadlines and reruns
+
+
+def test_not_before_the_deadline_unless_every_reading_is_in(community, alice, bob, carol, dave, error_pattern):
+    slot = community.market.nextOpenSlot()
+    community.deliver(slot, {alice: (100, 0), bob: (0, 100), carol: (5, 5)})
+    deadline = community.settlement.readingDeadline(slot)
+    with brownie.reverts(revert_pattern=error_pattern("SettlementTooEarly", slot, deadline, ...)):
+        community.settle(slot)
+    community.deliver(slot, {dave: (1, 0)})  # the last member's reading: settle at once
+    community.settle(slot)
+
+
+def test_a_slot_is_settled_once_and_sealed(community, alice, bob, error_pattern):
+    slot = community.market.nextOpenSlot()
+    community.deliver(slot, {alice: (100, 0)})
+    community.past_deadline(slot)
+    community.settle(slot)
+    assert community.oracle.isSealed(slot)
+    with brownie.reverts(revert_pattern=error_pattern("SettlementAlreadySettled", slot)):
+        community.settlement.settle(slot, bytes(32), b"", {"from": bob})
+
+
+def test_a_slot_without_readings_settles_in_one_call(community, logs):
+    slot = community.market.nextOpenSlot()
+    community.past_deadline(slot)
+    (tx,) = community.settle(slot)
+    assert logs(tx, "SlotSettled") == [(slot, 0)]
+
+
+# --------------------------------------------------------------- missing readings
+
+
+def test_positions_without_a_reading_are_settled_as_contracted(community, alice, bob, carol, logs, error_pattern):
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 200_000, 1000)
+    community.deliver(slot, {carol: (10, 0)})  # neither alice nor bob reports
+    community.past_deadline(slot)
+    with brownie.reverts(revert_pattern=error_pattern("SettlementNotSettled", slot)):
+        community.settlement.settleUnmetered(slot, [1, 2], {"from": carol})
+    community.settle(slot)
+    before = balances(community)
+    tx = community.settlement.settleUnmetered(slot, [1, 2, 3], {"from": carol})
+    assert logs(tx, "ReadingMissing") == [(slot, alice), (slot, bob)]
+    assert deltas(before, balances(community)) == [200_000, 0, 0, 0, 0, 0, 0]
+    again = community.settlement.settleUnmetered(slot, [1, 2], {"from": carol})  # nothing left
+    assert logs(again, "MemberSettled") == []
+    assert_solvent(community)
+
+
+# ------------------------------------------------------------------------- debts
+
+
+def test_a_charge_beyond_the_balance_becomes_debt(community, alice, bob, token, error_pattern, logs):
+    slot = community.market.nextOpenSlot()
+    community.market.withdraw(community.market.balanceOf(bob) - 1_000, {"from": bob})
+    community.deliver(slot, {bob: (10_000, 0)})  # 10 kWh at 0.25: 2500000 > 1000
+    community.past_deadline(slot)
+    supplier_before = community.market.balanceOf(community.supplier)
+    (tx,) = community.settle(slot)
+    assert community.market.balanceOf(bob) == 0
+    assert community.market.debtOf(bob) == 2_499_000
+    assert logs(tx, "DebtIncurred") == [(bob, 2_499_000, 2_499_000)]
+    # the supplier collected what bob had and stands behind the rest
+    assert community.market.balanceOf(community.supplier) - supplier_before == 1_000
+    with brownie.reverts(revert_pattern=error_pattern("MarketMemberInDebt", bob, 2_499_000)):
+        community.market.placeOrder(slot + 5, True, 100_000, 100, {"from": bob})
+    tx = community.market.deposit(3_000_000, {"from": bob})
+    assert logs(tx, "DebtRepaid") == [(bob, 2_499_000, 0)]
+    assert community.market.debtOf(bob) == 0
+    assert community.market.balanceOf(bob) == 501_000
+    assert community.market.balanceOf(community.supplier) - supplier_before == 2_500_000
+    assert_solvent(community)
+
+
+def test_the_supplier_must_cover_exports(community, alice, admin, error_pattern):
+    slot = community.market.nextOpenSlot()
+    supplier_balance = community.market.balanceOf(community.supplier)
+    exported = supplier_balance * 1000 // PE + 1000  # worth more than the supplier holds
+    community.deliver(slot, {alice: (0, exported)})
+    community.past_deadline(slot)
+    with brownie.reverts(revert_pattern=error_pattern("LedgerSupplierUnderfunded", community.supplier, supplier_balance, ...)):
+        community.settle(slot)
+
+
+# ------------------------------------------------------------------ access control
+
+
+def test_only_the_settlement_contract_applies_payments(community, alice, admin, error_pattern):
+    with brownie.reverts():
+        community.market.applySettlement(1, [], [(alice.address, 1)], {"from": admin})
+    with brownie.reverts():
+        community.market.fundAccount(admin, alice, 1, {"from": alice})
+
+
+def test_only_the_admin_changes_rules_and_only_for_open_slots(community, admin, alice, error_pattern, plain):
+    slot = community.market.nextOpenSlot()
+    with brownie.reverts(revert_pattern=error_pattern("SettlementNotAdmin", alice)):
+        community.settlement.setConfig(settlement_config(SHARING), slot, {"from": alice})
+    with brownie.reverts(revert_pattern=error_pattern("SettlementConfigNotFuture", slot - 1, slot)):
+        community.settlement.setConfig(settlement_config(SHARING), slot - 1, {"from": admin})
+    community.settlement.setConfig(settlement_config(SHARING, BS), slot + 2, {"from": admin})
+    assert community.settlement.configAt(slot + 1)[0] == CDA
+    assert plain(community.settlement.configAt(slot + 2))[:2] == (SHARING, BS)
+    assert plain(community.settlement.configAt(slot + 200))[:2] == (SHARING, BS)
