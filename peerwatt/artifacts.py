@@ -22,7 +22,7 @@ from eth_utils.abi import collapse_if_tuple
 from peerwatt.errors import NotFoundError
 from peerwatt.toolchain import BUILD_DIR
 
-CONTRACT_NAMES = ("PeerwattToken", "CdaMarket", "MeterOracle")
+CONTRACT_NAMES = ("PeerwattToken", "CdaMarket", "MeterOracle", "CommunitySettlement")
 
 
 @lru_cache(maxsize=None)

@@ -32,6 +32,48 @@ class Tariffs:
         return (self.import_price_per_kwh, self.export_price_per_kwh)
 
 
+SETTLEMENT_MODES = ("cda", "sharing", "optimisation")  # ICommunitySettlement.Mode
+SHARING_RULES = ("mmr", "sdr", "bs")  # ICommunitySettlement.SharingRule
+SHARE_RULES = ("equal", "proportional", "shapley")  # ICommunitySettlement.ShareRule
+
+
+@dataclass(frozen=True)
+class SettlementRules:
+    """Mirrors ICommunitySettlement.Config: how slots are settled and profit shares paid."""
+
+    mode: str = "cda"
+    rule: str = "mmr"  # sharing mode's pricing rule
+    share_rule: str = "equal"
+    grid_fee_per_kwh: int = 0  # DSO fee per kWh traded inside the community, each side
+    manager_fee_per_kwh: int = 0
+    savings_share_bps: int = 0  # part of each member's savings kept for the profit-share pot
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.mode, SETTLEMENT_MODES, "mode"),
+            (self.rule, SHARING_RULES, "rule"),
+            (self.share_rule, SHARE_RULES, "share rule"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r} (choose from {', '.join(allowed)})")
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, int]:
+        """ABI order of the Solidity struct."""
+        return (
+            SETTLEMENT_MODES.index(self.mode),
+            SHARING_RULES.index(self.rule),
+            SHARE_RULES.index(self.share_rule),
+            self.grid_fee_per_kwh,
+            self.manager_fee_per_kwh,
+            self.savings_share_bps,
+        )
+
+    @classmethod
+    def from_tuple(cls, values: tuple[int, ...]) -> SettlementRules:
+        mode, rule, share_rule, grid_fee, manager_fee, savings = (int(value) for value in values)
+        return cls(SETTLEMENT_MODES[mode], SHARING_RULES[rule], SHARE_RULES[share_rule], grid_fee, manager_fee, savings)
+
+
 @dataclass(frozen=True)
 class CommunityConfig:
     slot_seconds: int = 900
@@ -41,9 +83,13 @@ class CommunityConfig:
     price_tick: int = 1_000
     market: MarketParams = MarketParams()
     tariffs: Tariffs = Tariffs()
+    settlement: SettlementRules = SettlementRules()
+    period_slots: int = 96  # profit-share period: a day of 15-minute slots
+    reading_window_seconds: int = 900  # a slot settles this long after it ends (or once all readings are in)
     # dev chains: tokens minted to, and deposited by, each member created by `deploy --members`
     member_funding_base_units: int = 1_000_000_000  # 1,000 tokens
     member_deposit_base_units: int = 500_000_000  # 500 tokens
+    supplier_deposit_base_units: int = 5_000_000_000  # 5,000 tokens: the supplier pays for exports from it
 
     def epoch_for(self, timestamp: int) -> int:
         """Default epoch: the start of the slot containing ``timestamp``."""

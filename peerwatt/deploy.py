@@ -1,6 +1,8 @@
-"""Deploys a community (settlement token, CDA market, meter oracle) from the node's first account
-and, on a dev chain, registers and funds members from the node's other accounts and gives each a
-meter key (kept in the dev key store, :mod:`peerwatt.dev_keys`).
+"""Deploys a community (settlement token, CDA market, meter oracle, settlement) from the node's
+first account, which is also the community manager (it receives manager fees) and, on a dev
+chain, registers and funds members from the node's next accounts, gives each a meter key (kept
+in the dev key store, :mod:`peerwatt.dev_keys`), and makes the two accounts after them the
+supplier (funded with a deposit) and the DSO.
 
 Used by ``peerwatt deploy`` and by ``scripts/deploy.py`` (Brownie's web3); both pass a Web3.
 """
@@ -25,6 +27,7 @@ from peerwatt.transactions import TxSender, call, estimate_gas
 TOKEN_NAME = "Peerwatt Euro"
 TOKEN_SYMBOL = "PWEUR"
 DEFAULT_DEV_MEMBERS = 4
+PARTY_ROLES = ("supplier", "dso")  # dev chains: node accounts after the members
 
 Progress = Callable[[str], None]
 
@@ -63,10 +66,11 @@ def deploy_community(
         raise InputError(f"--members must be >= 0, got {members}")
     if members and dev_engine(w3) is None:
         raise InputError("--members registers the node's own accounts as members: dev chains (ganache, anvil) only")
-    if members + 1 > len(accounts):
+    needed = members + 1 + (len(PARTY_ROLES) if dev_engine(w3) is not None else 0)
+    if needed > len(accounts):
         raise InputError(
-            f"--members {members} needs {members + 1} unlocked accounts; the node has {len(accounts)} "
-            "(`peerwatt chain start` creates 60)"
+            f"--members {members} needs {needed} unlocked accounts (deployer, members, supplier, DSO); "
+            f"the node has {len(accounts)} (`peerwatt chain start` creates 60)"
         )
     deployer = accounts[0]
     sender = TxSender(w3)
@@ -101,6 +105,33 @@ def deploy_community(
     oracle_init = artifacts.constructor_data("MeterOracle", market)
     oracle = _created(sender.mined(sender.send(deployer, None, oracle_init)).contract_address)
 
+    parties = _parties(w3, accounts, members)
+    say("deploying CommunitySettlement")
+    settlement_init = artifacts.constructor_data(
+        "CommunitySettlement",
+        market,
+        oracle,
+        parties["dso"],
+        parties["manager"],
+        config.settlement.as_tuple(),
+        config.period_slots,
+        config.reading_window_seconds,
+    )
+    settlement = _created(sender.mined(sender.send(deployer, None, settlement_init)).contract_address)
+    settlement_role = call(w3, market, "CdaMarket", "SETTLEMENT_ROLE")[0]
+    sender.all_mined(
+        [
+            sender.send(deployer, market, artifacts.function("CdaMarket", "grantRole").encode(settlement_role, settlement)),
+            sender.send(deployer, oracle, artifacts.function("MeterOracle", "setSealer").encode(settlement)),
+            sender.send(
+                deployer, market, artifacts.function("CdaMarket", "setSupplierAccount").encode(parties["supplier"])
+            ),
+        ]
+    )
+    if dev_engine(w3) is not None:
+        say("funding the supplier's deposit")
+        fund_accounts(sender, deployer, token, market, [parties["supplier"]], config.supplier_deposit_base_units)
+
     member_accounts: list[str] = [w3.to_checksum_address(account) for account in accounts[1 : members + 1]]
     named = {member_name(index): account for index, account in enumerate(member_accounts)}
     keys = create_dev_keys(named)
@@ -118,12 +149,14 @@ def deploy_community(
         token=w3.to_checksum_address(token),
         market=w3.to_checksum_address(market),
         oracle=w3.to_checksum_address(oracle),
+        settlement=w3.to_checksum_address(settlement),
         deployer=w3.to_checksum_address(deployer),
         deploy_block=market_receipt.block_number,
         deploy_block_hash=block["hash"],
         slot_clock=SlotClock(epoch, config.slot_seconds, config.market.gate_seconds),
         members=named,
         meters={key.member: key.address for key in keys},
+        parties=parties,
     )
     return DeployedCommunity(deployment, keys)
 
@@ -131,23 +164,59 @@ def deploy_community(
 def fund_members(
     sender: TxSender, deployer: str, token: str, market: str, members: list[str], config: CommunityConfig
 ) -> None:
-    """Registers each account as a member, mints it tokens and deposits part of them.
-
-    Three rounds (register + mint, approve, deposit); within a round the transactions are
-    independent, so they are sent back to back and their receipts collected once.
-    """
+    """Registers each account as a member, mints it tokens and deposits part of them."""
     add_member = artifacts.function("CdaMarket", "addMember")
+    sender.all_mined([sender.send(deployer, market, add_member.encode(member)) for member in members])
+    fund_accounts(
+        sender,
+        deployer,
+        token,
+        market,
+        members,
+        config.member_deposit_base_units,
+        minted=config.member_funding_base_units,
+    )
+
+
+def fund_accounts(
+    sender: TxSender,
+    deployer: str,
+    token: str,
+    market: str,
+    accounts: list[str],
+    deposit_base_units: int,
+    minted: int | None = None,
+) -> None:
+    """Mints each account ``minted`` tokens (default: the deposit) and deposits part of them in
+    the market (members, or the supplier's deposit).
+
+    Three rounds (mint, approve, deposit); within a round the transactions are independent, so
+    they are sent back to back and their receipts collected once.
+    """
     mint = artifacts.function("PeerwattToken", "mint")
     approve = artifacts.function("PeerwattToken", "approve")
     deposit = artifacts.function("CdaMarket", "deposit")
+    amount = deposit_base_units if minted is None else minted
     rounds: list[list[tuple[str, str, str]]] = [
-        [(deployer, market, add_member.encode(member)) for member in members]
-        + [(deployer, token, mint.encode(member, config.member_funding_base_units)) for member in members],
-        [(member, token, approve.encode(market, config.member_deposit_base_units)) for member in members],
-        [(member, market, deposit.encode(config.member_deposit_base_units)) for member in members],
+        [(deployer, token, mint.encode(account, amount)) for account in accounts],
+        [(account, token, approve.encode(market, deposit_base_units)) for account in accounts],
+        [(account, market, deposit.encode(deposit_base_units)) for account in accounts],
     ]
     for transactions in rounds:
         sender.all_mined([sender.send(frm, to, data) for frm, to, data in transactions])
+
+
+def _parties(w3: Web3, accounts: list[str], members: int) -> dict[str, str]:
+    """Who settlement pays besides members. The deployer manages the community (manager fees);
+    on a dev chain the supplier and the DSO are the node's accounts after the members,
+    elsewhere the deployer stands in for them (the admin can move the supplier's account
+    later; the DSO's is fixed at deployment)."""
+    deployer = w3.to_checksum_address(accounts[0])
+    parties = {"manager": deployer}
+    for offset, role in enumerate(PARTY_ROLES):
+        index = members + 1 + offset
+        parties[role] = w3.to_checksum_address(accounts[index]) if dev_engine(w3) is not None else deployer
+    return parties
 
 
 def _created(address: str | None) -> str:

@@ -20,7 +20,7 @@ from peerwatt.errors import InputError, NotFoundError
 from peerwatt.slots import SlotClock
 
 DEPLOYMENT_ENV = "PEERWATT_DEPLOYMENT"
-FORMAT_VERSION = 2  # 2: the meter oracle and the members' meters
+FORMAT_VERSION = 3  # 2: the meter oracle and the members' meters; 3: settlement and its accounts
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,15 @@ class Deployment:
     token: str
     market: str
     oracle: str
+    settlement: str
     deployer: str
     deploy_block: int
     deploy_block_hash: str
     slot_clock: SlotClock
     members: dict[str, str] = field(default_factory=dict)  # name -> address, in registration order
     meters: dict[str, str] = field(default_factory=dict)  # member name -> its meter key's address
+    # who settlement pays besides members: "supplier", "dso", "manager" -> address
+    parties: dict[str, str] = field(default_factory=dict)
 
     def member_address(self, name: str) -> str:
         """Address of the member called ``name``."""
@@ -54,7 +57,12 @@ class Deployment:
         return {
             "version": FORMAT_VERSION,
             "chain_id": self.chain_id,
-            "contracts": {"PeerwattToken": self.token, "CdaMarket": self.market, "MeterOracle": self.oracle},
+            "contracts": {
+                "PeerwattToken": self.token,
+                "CdaMarket": self.market,
+                "MeterOracle": self.oracle,
+                "CommunitySettlement": self.settlement,
+            },
             "deployer": self.deployer,
             "deploy_block": self.deploy_block,
             "deploy_block_hash": self.deploy_block_hash,
@@ -65,6 +73,7 @@ class Deployment:
             },
             "members": self.members,
             "meters": self.meters,
+            "parties": self.parties,
         }
 
     @classmethod
@@ -75,12 +84,14 @@ class Deployment:
             token=data["contracts"]["PeerwattToken"],
             market=data["contracts"]["CdaMarket"],
             oracle=data["contracts"]["MeterOracle"],
+            settlement=data["contracts"]["CommunitySettlement"],
             deployer=data["deployer"],
             deploy_block=int(data["deploy_block"]),
             deploy_block_hash=data["deploy_block_hash"],
             slot_clock=SlotClock(int(clock["epoch"]), int(clock["slot_seconds"]), int(clock["gate_seconds"])),
             members=dict(data.get("members", {})),
             meters=dict(data.get("meters", {})),
+            parties=dict(data.get("parties", {})),
         )
 
     def save(self, path: Path) -> Path:

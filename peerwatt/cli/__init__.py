@@ -14,7 +14,12 @@ import typer
 from typer import main as typer_main
 from typer._click import exceptions as click_exceptions  # Typer's vendored Click
 
-from peerwatt.cli import chain_commands, market_commands, oracle_commands  # noqa: F401  (registers the commands)
+from peerwatt.cli import (  # noqa: F401  (registers the commands)
+    chain_commands,
+    market_commands,
+    oracle_commands,
+    settlement_commands,
+)
 from peerwatt.cli.app import app
 from peerwatt.errors import ContractRevertError, InputError, PeerwattError, RpcUnavailableError
 

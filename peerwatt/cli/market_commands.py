@@ -12,7 +12,15 @@ from peerwatt import replay as replay_file
 from peerwatt.chain import dev_engine, latest_timestamp
 from peerwatt.cli.app import app, context
 from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, note
-from peerwatt.config import CommunityConfig, MarketParams, Tariffs
+from peerwatt.config import (
+    SETTLEMENT_MODES,
+    SHARE_RULES,
+    SHARING_RULES,
+    CommunityConfig,
+    MarketParams,
+    SettlementRules,
+    Tariffs,
+)
 from peerwatt.deploy import DEFAULT_DEV_MEMBERS, deploy_community
 from peerwatt.deployment import deployment_path
 from peerwatt.dev_keys import key_store_path
@@ -59,16 +67,37 @@ def deploy(
     fill_cap: Annotated[int, _uint(16, "Most fills per incoming order.")] = _MARKET.fill_cap,
     import_price: Annotated[int, _uint(32, "Supplier import tariff, base units/kWh.")] = _TARIFFS.import_price_per_kwh,
     export_price: Annotated[int, _uint(32, "Supplier export tariff, base units/kWh.")] = _TARIFFS.export_price_per_kwh,
+    mode: Annotated[str, typer.Option("--mode", help=f"Settlement mode: {', '.join(SETTLEMENT_MODES)}.")] = "cda",
+    rule: Annotated[str, typer.Option("--rule", help=f"Sharing mode's rule: {', '.join(SHARING_RULES)}.")] = "mmr",
+    share_rule: Annotated[
+        str, typer.Option("--share-rule", help=f"Profit-share rule: {', '.join(SHARE_RULES)}.")
+    ] = "equal",
+    grid_fee: Annotated[int, _uint(32, "DSO fee per kWh traded inside, each side, base units.")] = 0,
+    manager_fee: Annotated[int, _uint(32, "Manager fee per kWh traded inside, each side, base units.")] = 0,
+    savings_share_bps: Annotated[
+        int, typer.Option("--savings-share-bps", min=0, max=10_000, help="Savings kept for the profit-share pot.")
+    ] = 0,
+    period_slots: Annotated[int, _uint(32, "Slots per profit-share period.", minimum=1)] = _DEFAULTS.period_slots,
+    reading_window: Annotated[
+        int, _uint(32, "Seconds after a slot's end until it settles.")
+    ] = _DEFAULTS.reading_window_seconds,
 ) -> None:
-    """Deploy the token and the market and write the deployment file."""
+    """Deploy the token, the market, the meter oracle and settlement; write the deployment file."""
     app_ctx = context(ctx)
     w3 = app_ctx.w3()
+    try:
+        rules = SettlementRules(mode, rule, share_rule, grid_fee, manager_fee, savings_share_bps)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     config = replace(
         _DEFAULTS,
         slot_seconds=slot_seconds,
         price_tick=price_tick,
         market=MarketParams(min_price, max_price, min_qty, gate_seconds, fill_cap),
         tariffs=Tariffs(import_price, export_price),
+        settlement=rules,
+        period_slots=period_slots,
+        reading_window_seconds=reading_window,
     )
     if members is None:
         members = DEFAULT_DEV_MEMBERS if dev_engine(w3) is not None else 0
@@ -79,6 +108,7 @@ def deploy(
     typer.echo(f"  PeerwattToken {deployment.token}")
     typer.echo(f"  CdaMarket     {deployment.market}")
     typer.echo(f"  MeterOracle   {deployment.oracle}")
+    typer.echo(f"  CommunitySettlement {deployment.settlement} ({rules.mode}, rule {rules.rule}, shares {rules.share_rule})")
     if deployment.members:
         typer.echo(
             f"  {len(deployment.members)} members ({', '.join(deployment.members)}), each with "

@@ -138,7 +138,7 @@ def test_invalid_deploy_parameters(community: Cli) -> None:
     refused(community, ["deploy", "--fill-cap", 257], EX_DATAERR, "RegistryInvalidFillCap(fillCap=257)")
     off_tick = "RegistryInvalidPriceBand(minPricePerKwh=1000, maxPricePerKwh=1000000)"
     refused(community, ["deploy", "--price-tick", 7], EX_DATAERR, off_tick)
-    refused(community, ["deploy", "--members", 60], EX_USAGE, "needs 61 unlocked accounts")
+    refused(community, ["deploy", "--members", 60], EX_USAGE, "needs 63 unlocked accounts")
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,14 @@ DEPLOYMENT = Deployment(
     token="0x" + "11" * 20,
     market="0x" + "22" * 20,
     oracle="0x" + "66" * 20,
+    settlement="0x" + "99" * 20,
     deployer="0x" + "33" * 20,
     deploy_block=2,
     deploy_block_hash="0x" + "ab" * 32,
     slot_clock=SlotClock(1_800_000_000, 900, 300),
     members={"member0": "0x" + "44" * 20, "member1": "0x" + "55" * 20},
     meters={"member0": "0x" + "77" * 20, "member1": "0x" + "88" * 20},
+    parties={"supplier": "0x" + "aa" * 20, "dso": "0x" + "bb" * 20, "manager": "0x" + "33" * 20},
 )
 
 

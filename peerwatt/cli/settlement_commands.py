@@ -1,0 +1,167 @@
+"""Settlement commands: settle, statements, rules, shares."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from peerwatt import artifacts
+from peerwatt.cli.app import AppContext, app, context
+from peerwatt.cli.output import TableFormat, emit_rows, note
+from peerwatt.config import SETTLEMENT_MODES, SHARE_RULES, SHARING_RULES, SettlementRules
+from peerwatt.errors import InputError
+from peerwatt.transactions import TxSender, call
+from peerwatt.units import format_tokens
+from settlement.chunks import DEFAULT_CHUNK_READINGS
+from settlement.client import SETTLEMENT, STATEMENT_COLUMNS, Settlement
+from settlement.shares import compute_shares, rollover
+
+UINT32 = 2**32 - 1
+SlotOption = Annotated[int, typer.Option("--slot", min=0, max=UINT32, help="Delivery slot number.")]
+
+rules_app = typer.Typer(help="The community's settlement rules: show them or change them for future slots.")
+app.add_typer(rules_app, name="rules")
+
+
+def _settlement(app_ctx: AppContext) -> Settlement:
+    return Settlement(app_ctx.w3(), app_ctx.deployment())
+
+
+@app.command()
+def settle(
+    ctx: typer.Context,
+    slot: SlotOption,
+    chunk: Annotated[
+        int, typer.Option("--chunk", min=1, max=2_000, help="Readings per settle transaction.")
+    ] = DEFAULT_CHUNK_READINGS,
+) -> None:
+    """Settle a slot against its meter readings (in chunks, resuming where it stopped)."""
+    settlement = _settlement(context(ctx))
+    outcome = settlement.settle(slot, chunk)
+    state = settlement.slot_state(slot)
+    typer.echo(
+        f"slot {slot} settled ({state.mode}{', ' + state.rule if state.mode == 'sharing' else ''}): "
+        f"{outcome.members_settled} readings, {outcome.unmetered} members without a reading settled as contracted, "
+        f"{len(outcome.receipts)} transactions, {outcome.gas_used} gas"
+    )
+
+
+@app.command()
+def statements(
+    ctx: typer.Context,
+    slot: SlotOption,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.CSV,
+) -> None:
+    """Members' statements for a settled slot (token base units, positive = the member receives)."""
+    emit_rows(_settlement(context(ctx)).statements(slot), STATEMENT_COLUMNS, fmt)
+
+
+@rules_app.callback(invoke_without_command=True)
+def rules(
+    ctx: typer.Context,
+    slot: Annotated[Optional[int], typer.Option("--slot", min=0, max=UINT32, help="Slot to show (default: next open).")] = None,
+) -> None:
+    """Show the rules in force for a slot."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app_ctx = context(ctx)
+    slot = _next_open_slot(app_ctx) if slot is None else slot
+    for key, value in vars(_settlement(app_ctx).rules_at(slot)).items():
+        typer.echo(f"{key}: {value}")
+
+
+@rules_app.command("set")
+def rules_set(
+    ctx: typer.Context,
+    mode: Annotated[str, typer.Option("--mode", help=f"One of {', '.join(SETTLEMENT_MODES)}.")],
+    rule: Annotated[str, typer.Option("--rule", help=f"Sharing rule: {', '.join(SHARING_RULES)}.")] = "mmr",
+    share_rule: Annotated[str, typer.Option("--share-rule", help=f"One of {', '.join(SHARE_RULES)}.")] = "equal",
+    grid_fee: Annotated[int, typer.Option("--grid-fee", min=0, max=UINT32, help="DSO fee, base units/kWh.")] = 0,
+    manager_fee: Annotated[int, typer.Option("--manager-fee", min=0, max=UINT32, help="Manager fee, base units/kWh.")] = 0,
+    savings_bps: Annotated[
+        int, typer.Option("--savings-share-bps", min=0, max=10_000, help="Savings kept for the profit-share pot.")
+    ] = 0,
+    from_slot: Annotated[
+        Optional[int], typer.Option("--from-slot", min=0, max=UINT32, help="First slot (default: next open).")
+    ] = None,
+) -> None:
+    """Change the rules from a slot still open for trading on (the admin)."""
+    app_ctx = context(ctx)
+    try:
+        rules_value = SettlementRules(mode, rule, share_rule, grid_fee, manager_fee, savings_bps)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    slot = _next_open_slot(app_ctx) if from_slot is None else from_slot
+    deployment = app_ctx.deployment()
+    data = artifacts.function(SETTLEMENT, "setConfig").encode(rules_value.as_tuple(), slot)
+    sender = TxSender(app_ctx.w3())
+    sender.mined(sender.send(deployment.deployer, deployment.settlement, data))
+    typer.echo(f"rules from slot {slot} on: {rules_value}")
+
+
+@app.command()
+def shares(
+    ctx: typer.Context,
+    period: Annotated[int, typer.Option("--period", min=0, max=UINT32, help="Profit-share period number.")],
+    rule: Annotated[str, typer.Option("--rule", help=f"One of {', '.join(SHARE_RULES)}: the community's rule.")],
+    post: Annotated[bool, typer.Option("--post", help="Pay the shares on chain.")] = False,
+    fmt: Annotated[TableFormat, typer.Option("--format", help="Output format.")] = TableFormat.CSV,
+) -> None:
+    """Compute a period's profit shares by the community's rule (and pay them with --post)."""
+    app_ctx = context(ctx)
+    settlement = _settlement(app_ctx)
+    deployment = app_ctx.deployment()
+    period_slots = settlement.period_slots()
+    published = settlement.rules_at(period * period_slots).share_rule
+    if rule != published:
+        raise InputError(f"period {period}'s published share rule is {published}, not {rule}")
+    pot, settled, distributed = settlement.period(period)
+    if distributed:
+        raise InputError(f"period {period}'s shares are already paid")
+    ids = {settlement.member_id(address): name for name, address in deployment.members.items()}
+    active = [member_id for member_id in sorted(ids) if _active(app_ctx, deployment.members[ids[member_id]])]
+    if rule == "equal":
+        result = compute_shares("equal", pot, members=active)
+    elif rule == "proportional":
+        contributions = {k: v for k, v in settlement.contributions(period, ids).items() if v > 0}
+        result = compute_shares("proportional", pot, contributions=contributions or {})
+    else:
+        if settled < period_slots:
+            raise InputError(f"period {period} has {settled} of {period_slots} slots settled")
+        net = _period_net_exports(settlement, period, period_slots, active)
+        tariffs = call(app_ctx.w3(), deployment.market, "CdaMarket", "tariffs")[0]
+        result = compute_shares(
+            "shapley", pot, members=active, net_export_wh=net, import_price=tariffs[0], export_price=tariffs[1]
+        )
+    rows = [{"member": ids[member_id], "member_id": member_id, "share": share} for member_id, share in result.shares.items()]
+    emit_rows(rows, ("member", "member_id", "share"), fmt)
+    note(
+        f"period {period}: pot {format_tokens(pot)} tokens, {result.method} shares"
+        + (f" (error bound {result.error_bound} base units)" if result.error_bound else "")
+        + (f", {rollover(pot, result.shares)} base units roll over" if rule == "proportional" else "")
+    )
+    if post:
+        if settled < period_slots:
+            raise InputError(f"period {period} has {settled} of {period_slots} slots settled; settle them first")
+        receipts = settlement.distribute_shares(period, result.shares)
+        note(f"paid in {len(receipts)} transactions, {sum(r.gas_used for r in receipts)} gas")
+
+
+def _period_net_exports(settlement: Settlement, period: int, period_slots: int, member_ids: list[int]) -> list[list[int]]:
+    """Members' metered net exports (Wh) per slot of the period, rows in ``member_ids`` order."""
+    index = {member_id: row for row, member_id in enumerate(member_ids)}
+    net = [[0] * period_slots for _ in member_ids]
+    for offset in range(period_slots):
+        for reading in settlement.slot_readings(period * period_slots + offset):
+            if reading.member_id in index:
+                net[index[reading.member_id]][offset] = reading.net_export_wh
+    return net
+
+
+def _active(app_ctx: AppContext, address: str) -> bool:
+    return bool(call(app_ctx.w3(), app_ctx.deployment().market, "CdaMarket", "memberOf", address)[1])
+
+
+def _next_open_slot(app_ctx: AppContext) -> int:
+    return int(call(app_ctx.w3(), app_ctx.deployment().market, "CdaMarket", "nextOpenSlot")[0])

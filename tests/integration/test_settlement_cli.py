@@ -1,0 +1,115 @@
+"""Settlement end to end with the real ``peerwatt`` executable: a Cda slot and a sharing slot
+traded or metered, pushed by the oracle, settled in chunks and read back as statements that
+match the Python reference rules (settlement/pricing.py) and balance to the base unit; and the
+one-line refusals of settling too early, twice, or reading statements of an open slot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from peerwatt_cli import Cli, write_csv
+
+from peerwatt.chain import connect
+from peerwatt.config import CommunityConfig
+from peerwatt.deployment import Deployment
+from peerwatt.transactions import call
+from settlement.pricing import slot_amounts
+
+SLOT_SECONDS = CommunityConfig().slot_seconds
+WINDOW = CommunityConfig().reading_window_seconds
+PI, PE = 250_000, 60_000
+HEADER = "meter,slot,import_wh,export_wh,import_register_wh,export_register_wh"
+
+
+def push_readings(cli: Cli, slot: int, flows: dict[str, tuple[int, int]]) -> None:
+    """One reading per member for ``slot`` (each meter's first: registers = the interval)."""
+    rows = [f"{member},{slot},{imp},{exp},{imp},{exp}" for member, (imp, exp) in flows.items()]
+    cli.ok("readings", "push", write_csv(cli.workdir / f"readings-{slot}.csv", rows, HEADER))
+
+
+def next_open_slot(cli: Cli) -> int:
+    deployment = Deployment.load(cli.deployment)
+    return int(call(connect(cli.rpc_url), deployment.market, "CdaMarket", "nextOpenSlot")[0])
+
+
+def past_deadline(cli: Cli, slot: int) -> None:
+    deployment = Deployment.load(cli.deployment)
+    w3 = connect(cli.rpc_url)
+    deadline = int(call(w3, deployment.settlement, "CommunitySettlement", "readingDeadline", slot)[0])
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    cli.ok("chain", "advance", "--seconds", max(deadline - now, 0) + 1)
+
+
+def balances(cli: Cli) -> dict[str, int]:
+    """Market balances of the members and the parties (supplier, DSO, manager)."""
+    deployment = Deployment.load(cli.deployment)
+    w3 = connect(cli.rpc_url)
+    accounts = {**deployment.members, **deployment.parties}
+    return {name: int(call(w3, deployment.market, "CdaMarket", "balanceOf", address)[0]) for name, address in accounts.items()}
+
+
+def test_a_cda_slot_settles_against_readings(new_cli: Callable[[], Cli]) -> None:
+    cli = new_cli()
+    cli.ok("chain", "start", "--engine", "anvil", "--port", cli.port)
+    cli.ok("deploy", "--members", 4, "--grid-fee", 1_000)
+    slot = next_open_slot(cli)
+    cli.ok("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 200_000, "--qty", 1000)
+    cli.ok("order", "place", "--member", "member1", "--slot", slot, "--side", "buy", "--price", 200_000, "--qty", 1000)
+    cli.ok("chain", "advance", "--seconds", 2 * SLOT_SECONDS)
+    push_readings(cli, slot, {"member0": (0, 800), "member1": (1300, 0), "member2": (100, 50)})
+    early = cli.fails("settle", "--slot", slot, match="reading deadline")
+    assert "3 of 4 readings in" in early.stderr
+    before = balances(cli)
+    past_deadline(cli, slot)
+    settled = cli.ok("settle", "--slot", slot, "--chunk", 2)
+    assert "3 readings, 0 members without a reading" in settled.stdout
+    rows = {row["member"]: row for row in cli.ok("statements", "--slot", slot, "--format", "json").json()}
+    # member0: +200000 for the trade, 200 Wh short bought at import (-50000), grid fee 1000 Wh * 1 = 1000
+    assert rows["member0"] | {} == {
+        "member": "member0", "slot": slot, "import_wh": 0, "export_wh": 800, "contracted_wh": 1000,
+        "imbalance_wh": -200, "energy_amount": 200_000, "imbalance_amount": -50_000, "fees": 1_000, "share": 0,
+        "net_amount": 149_000,
+    }  # fmt: skip
+    # member1: paid 200000 (held since the trade), 300 Wh more at import (-75000), fee 1000
+    assert (rows["member1"]["energy_amount"], rows["member1"]["imbalance_amount"]) == (-200_000, -75_000)
+    # member2 (no trade): net import 50 Wh at the import tariff
+    assert rows["member2"]["imbalance_amount"] == -12_500 and rows["member2"]["contracted_wh"] == 0
+    after = balances(cli)
+    change = {name: after[name] - before[name] for name in after}
+    # member1 paid its 200000 at trade time: settlement moves the rest; the DSO got both fees
+    assert change["member0"] == 149_000 and change["member1"] == -76_000 and change["member2"] == -12_500
+    assert change["dso"] == 2_000
+    assert sum(change.values()) == 200_000  # the trade payment held since the trade was released
+    cli.fails("settle", "--slot", slot, match="already settled")
+
+
+def test_a_sharing_slot_matches_the_reference_rule(new_cli: Callable[[], Cli]) -> None:
+    cli = new_cli()
+    cli.ok("chain", "start", "--engine", "anvil", "--port", cli.port)
+    cli.ok("deploy", "--members", 4, "--mode", "sharing", "--rule", "sdr")
+    slot = next_open_slot(cli)
+    flows = {"member0": (0, 1200), "member1": (900, 0), "member2": (700, 30), "member3": (5, 400)}
+    cli.ok("chain", "advance", "--seconds", 2 * SLOT_SECONDS)
+    cli.fails("statements", "--slot", slot, match="not settled")
+    push_readings(cli, slot, flows)
+    before = balances(cli)
+    cli.ok("settle", "--slot", slot)  # every reading is in: no need to wait for the deadline
+    expected, supplier = slot_amounts("sdr", list(flows.values()), PI, PE)
+    rows = cli.ok("statements", "--slot", slot, "--format", "json").json()
+    assert {row["member"]: row["net_amount"] for row in rows} == dict(zip(flows, expected))
+    after = balances(cli)
+    assert after["supplier"] - before["supplier"] == supplier
+    assert sum(after.values()) == sum(before.values())  # budget-balanced to the base unit
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("rules", "set", "--mode", "barter"), "unknown mode 'barter'"),
+        (("deploy", "--rule", "fair"), "unknown rule 'fair'"),
+        (("shares", "--period", 0, "--rule", "shapley"), "published share rule is equal"),
+    ],
+)
+def test_bad_settlement_input_is_refused_in_one_line(community: Cli, args: tuple[object, ...], match: str) -> None:
+    community.fails(*args, match=match)
