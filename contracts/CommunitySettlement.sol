@@ -137,6 +137,9 @@ contract CommunitySettlement is ICommunitySettlement {
     mapping(uint32 period => ShareProgress) private _shareProgress;
     mapping(uint32 period => Contributions) private _contributionTotals;
     mapping(uint32 period => mapping(uint32 memberId => uint64)) private _contributions;
+    // one more than the highest period whose distribution has begun: rollovers go there, to a
+    // period no distribution has touched yet
+    uint32 private _shareFrontier;
 
     /// @param communityMarket the market (registry and ledger); this contract needs its
     /// SETTLEMENT_ROLE, and must be the oracle's sealer
@@ -270,7 +273,11 @@ contract CommunitySettlement is ICommunitySettlement {
         address[] memory closing = new address[](memberIds.length);
         uint256 settled = 0;
         uint256 closed = 0;
+        uint32 previous = 0;
         for (uint256 i = 0; i < memberIds.length; ++i) {
+            // ascending ids: each member once (positions were all read before any closes)
+            if (memberIds[i] <= previous) revert SettlementMembersNotAscending(memberIds[i], previous);
+            previous = memberIds[i];
             ICdaMarket.Position memory position = positions[i];
             Result memory result;
             uint256 paid = 0;
@@ -571,7 +578,7 @@ contract CommunitySettlement is ICommunitySettlement {
             revert SettlementPriceChanged(slot, pricePerKwh, schedule.price);
         }
         ConfigWord memory config = _configWordAt(slot);
-        uint256 fee = uint256(config.gridFeePerKwh) + config.managerFeePerKwh;
+        Rationality memory rational = _rationality(pricePerKwh, config, tariffs);
         int256 sum = schedule.sumWh;
         uint256 laneKey = type(uint256).max;
         uint256 laneWord = 0;
@@ -579,7 +586,7 @@ contract CommunitySettlement is ICommunitySettlement {
             (uint32 memberId, int256 netExportWh, int256 internalWh) = _entryAt(entries, offset);
             if (memberId <= schedule.lastMemberId) revert SettlementMembersNotAscending(memberId, schedule.lastMemberId);
             schedule.lastMemberId = memberId;
-            _checkRational(memberId, netExportWh, internalWh, pricePerKwh, fee, tariffs);
+            _checkRational(memberId, netExportWh, internalWh, rational);
             sum += internalWh;
             // internal trades packed ten to a word, written once per word
             uint256 key = (uint256(slot) << 32) | (memberId / LANES);
@@ -592,6 +599,10 @@ contract CommunitySettlement is ICommunitySettlement {
             laneWord = (laneWord & ~(uint256(0xffffff) << shift)) | (uint256(uint24(int24(internalWh))) << shift);
         }
         if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
+        // member ids are handed out 1, 2, ... and never freed: if the highest is registered, all are
+        if (entries.length != 0 && ICommunityRegistry(market).memberAddress(schedule.lastMemberId) == address(0)) {
+            revert SettlementUnknownMember(schedule.lastMemberId);
+        }
         schedule.members += uint32(entries.length / SCHEDULE_ENTRY_BYTES);
         schedule.sumWh = int64(sum);
         emit SchedulePosted(slot, pricePerKwh, schedule.members, sum);
@@ -609,30 +620,56 @@ contract CommunitySettlement is ICommunitySettlement {
         return int24(uint24(word >> ((memberId % LANES) * 24)));
     }
 
-    /// @dev Individual rationality of one posted entry, exactly (in Wh x base units per kWh): the
-    /// trade goes with the member's flow and is no larger, and the member's cost at the posted
-    /// schedule -- its trade at the internal price plus fees, the rest of its flow at the
-    /// tariffs -- is no more than the same flow at the tariffs alone.
-    function _checkRational(
-        uint32 memberId,
-        int256 netExportWh,
-        int256 internalWh,
-        uint256 price,
-        uint256 fee,
-        ICommunityRegistry.Tariffs memory tariffs
-    ) private pure {
+    /// @dev What decides individual rationality at one posted price (see {_checkRational}).
+    struct Rationality {
+        uint256 price;
+        uint256 fee;
+        uint256 importPrice;
+        uint256 exportPrice;
+        bool sellersGain; // price - fee >= export tariff
+        bool buyersGain; // price + fee <= import tariff
+    }
+
+    function _rationality(uint32 price, ConfigWord memory config, ICommunityRegistry.Tariffs memory tariffs)
+        private
+        pure
+        returns (Rationality memory r)
+    {
+        r.price = price;
+        r.fee = uint256(config.gridFeePerKwh) + config.managerFeePerKwh;
+        r.importPrice = tariffs.importPricePerKwh;
+        r.exportPrice = tariffs.exportPricePerKwh;
+        r.sellersGain = r.price >= r.exportPrice + r.fee;
+        r.buyersGain = r.price + r.fee <= r.importPrice;
+    }
+
+    /// @dev Individual rationality of one posted entry, exact: the trade goes with the member's
+    /// flow and is no larger, and the member's cost at the posted schedule -- its trade at the
+    /// internal price plus fees, the rest of its flow at the tariffs -- is no more than the same
+    /// flow at the tariffs alone. Given the first condition the second reduces to the price:
+    /// a seller (x >= q > 0) pays -(x - q)Pe - qp + qf <= -xPe iff p >= Pe + f, and a buyer
+    /// (x <= q < 0, b = -q) pays (-x - b)Pi + bp + bf <= -xPi iff p + f <= Pi; so the costs
+    /// (in Wh x base units per kWh) are computed only to report a violation.
+    function _checkRational(uint32 memberId, int256 netExportWh, int256 internalWh, Rationality memory r)
+        private
+        pure
+    {
         if (
             internalWh > LANE_MAX || internalWh < -LANE_MAX || (internalWh > 0 && internalWh > netExportWh)
                 || (internalWh < 0 && internalWh < netExportWh)
         ) {
             revert SettlementTradeExceedsFlow(memberId, netExportWh, internalWh);
         }
-        int256 pi = int256(uint256(tariffs.importPricePerKwh));
-        int256 pe = int256(uint256(tariffs.exportPricePerKwh));
-        int256 standalone = _exactTariffCost(netExportWh, pi, pe);
-        int256 community = _exactTariffCost(netExportWh - internalWh, pi, pe) - internalWh * int256(price)
-            + int256(_abs(internalWh) * fee);
-        if (community > standalone) revert SettlementNotRational(memberId, community, standalone);
+        if ((internalWh > 0 && !r.sellersGain) || (internalWh < 0 && !r.buyersGain)) {
+            int256 pi = int256(r.importPrice);
+            int256 pe = int256(r.exportPrice);
+            revert SettlementNotRational(
+                memberId,
+                _exactTariffCost(netExportWh - internalWh, pi, pe) - internalWh * int256(r.price)
+                    + int256(_abs(internalWh) * r.fee),
+                _exactTariffCost(netExportWh, pi, pe)
+            );
+        }
     }
 
     /// @dev Cost of a net export at the tariffs, unrounded (Wh x base units per kWh).
@@ -690,6 +727,7 @@ contract CommunitySettlement is ICommunitySettlement {
         ShareProgress memory progress = _shareProgress[periodIndex];
         Contributions memory totals = _contributionTotals[periodIndex];
         if (progress.posted == 0) {
+            if (periodIndex >= _shareFrontier) _shareFrontier = periodIndex + 1;
             progress.expected =
                 rule == ShareRule.Proportional ? totals.contributors : ICommunityRegistry(market).memberCount();
         }
@@ -747,13 +785,14 @@ contract CommunitySettlement is ICommunitySettlement {
     }
 
     /// @dev Equal and Shapley shares use the whole pot; proportional rounding leftovers (and a
-    /// pot without contributors) roll over to the next period.
+    /// pot without contributors) roll over to the first period after every period whose
+    /// distribution has begun (the next period, when periods are distributed in order).
     function _completeShares(uint32 periodIndex, ShareRule rule, uint256 pot, uint256 distributed) private {
         if (rule != ShareRule.Proportional && distributed != pot && (rule == ShareRule.Shapley || pot != 0)) {
             revert SettlementSharesIncomplete(periodIndex, distributed, pot);
         }
         _periods[periodIndex].distributed = true;
-        if (distributed < pot) _periods[periodIndex + 1].pot += uint128(pot - distributed);
+        if (distributed < pot) _periods[_shareFrontier].pot += uint128(pot - distributed);
         emit SharesCompleted(periodIndex, rule, pot, distributed);
     }
 

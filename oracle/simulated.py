@@ -11,9 +11,10 @@ reading is consistent with the ones before it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from oracle.readings import Reading
 from peerwatt.slots import SlotClock
 
 SECONDS_PER_HOUR = 3600
+Key = TypeVar("Key", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,24 @@ class SimulatedMeters:
                     )
                 )
         return readings
+
+
+def slot_energy_wh(
+    profiles: Mapping[Key, MemberProfile], epoch: int, slot_seconds: int, n_slots: int, site: Site | None = None
+) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
+    """Forecast-style energy of each member over ``n_slots`` slots from ``epoch`` (UTC seconds):
+    member -> (load_wh, pv_wh), float arrays, before netting. A member with ``annual_kwh`` 0 has
+    no load (and needs no BDEW profile), one with ``pv_kwp`` 0 no PV."""
+    site = site or Site()
+    starts = pd.to_datetime(epoch + slot_seconds * np.arange(n_slots), unit="s", utc=True)
+    hours = slot_seconds / SECONDS_PER_HOUR
+    needs_pv = any(profile.pv_kwp for profile in profiles.values())
+    pv_per_kwp = _pv_kw_per_kwp(site, starts, hours) if needs_pv else np.zeros(n_slots)
+    energy = {}
+    for member, profile in profiles.items():
+        load_kw = _load_kw(profile, site, starts) if profile.annual_kwh else np.zeros(n_slots)
+        energy[member] = (load_kw * 1000 * hours, profile.pv_kwp * pv_per_kwp * 1000 * hours)
+    return energy
 
 
 def _load_kw(profile: MemberProfile, site: Site, starts: pd.DatetimeIndex) -> np.ndarray:

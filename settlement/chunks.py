@@ -1,5 +1,5 @@
-"""Settlement chunks: a slot's committed readings cut into the calls ``CommunitySettlement.settle``
-takes, last readings first.
+"""Calldata of the settlement contract: a slot's committed readings cut into the calls
+``CommunitySettlement.settle`` takes (last readings first), and posted schedules.
 
 The oracle commits a slot's accepted readings in a hash chain (:func:`oracle.readings.commitment_link`).
 Settlement replays it backwards: each call passes the chain value before its chunk's first
@@ -9,12 +9,13 @@ it and must reach the value it has already verified, starting from the sealed co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from oracle.readings import commitment_link
 
 CHUNK_READING_BYTES = 12  # CommunitySettlement.CHUNK_READING_BYTES
+SCHEDULE_ENTRY_BYTES = 12  # CommunitySettlement.SCHEDULE_ENTRY_BYTES
 DEFAULT_CHUNK_READINGS = 200  # ~13k gas each when paying: well inside a block
 
 
@@ -73,3 +74,15 @@ def backward_chunks(slot: int, readings: Sequence[SlotReading], size: int = DEFA
         chunks.append(Chunk(values[start], tuple(readings[start:end])))
         end = start
     return chunks
+
+
+def pack_schedule(entries: Iterable[tuple[int, int, int]]) -> bytes:
+    """A posted schedule's ``(member_id, net_export_wh, internal_wh)`` entries as
+    ``CommunitySettlement.postSchedule`` takes them, 12 bytes each: memberId uint32 |
+    netExportWh int32 | internalWh int32, big-endian, the signed values in two's complement."""
+    return b"".join(
+        member_id.to_bytes(4, "big")
+        + net_export_wh.to_bytes(4, "big", signed=True)
+        + internal_wh.to_bytes(4, "big", signed=True)
+        for member_id, net_export_wh, internal_wh in entries
+    )

@@ -21,7 +21,7 @@ from peerwatt.config import SettlementRules
 from peerwatt.deployment import Deployment
 from peerwatt.errors import ConflictError, InputError
 from peerwatt.transactions import Receipt, TxSender, call
-from settlement.chunks import DEFAULT_CHUNK_READINGS, SlotReading, backward_chunks, chain_values
+from settlement.chunks import DEFAULT_CHUNK_READINGS, SlotReading, backward_chunks, chain_values, pack_schedule
 
 SETTLEMENT = "CommunitySettlement"
 ORACLE = "MeterOracle"
@@ -247,7 +247,7 @@ class Settlement:
         ordered = sorted(entries)
         starts = range(0, max(len(ordered), 1), chunk_members)
         for index, start in enumerate(starts):
-            data = b"".join(_schedule_entry(*entry) for entry in ordered[start : start + chunk_members])
+            data = pack_schedule(ordered[start : start + chunk_members])
             complete = index == len(starts) - 1
             encoded = post.encode(slot, price, data, complete, result_hash)
             receipts.append(self.sender.mined(self.sender.send(self.deployment.deployer, self.address, encoded)))
@@ -272,11 +272,3 @@ class Settlement:
     def contributions(self, period: int, member_ids: Iterable[int]) -> dict[int, int]:
         return {member_id: int(self._view("contributionOf", period, member_id)[0]) for member_id in member_ids}
 
-
-def _schedule_entry(member_id: int, net_export_wh: int, internal_wh: int) -> bytes:
-    """12 bytes: memberId uint32 | netExportWh int32 | internalWh int32 (big-endian)."""
-    return (
-        member_id.to_bytes(4, "big")
-        + net_export_wh.to_bytes(4, "big", signed=True)
-        + internal_wh.to_bytes(4, "big", signed=True)
-    )

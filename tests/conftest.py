@@ -518,16 +518,17 @@ class SettlementCommunity:
 
     def settle(self, slot: int, size: int = 200, caller: Any = None) -> list[Any]:
         """Settles ``slot`` completely (two passes in sharing mode); returns the transactions."""
+        from settlement.chunks import backward_chunks
+
         caller = caller or self.relayer
+        readings = self.accepted.get(slot, [])
         txs = []
-        passes = 2 if self.settlement.configAt(slot)[0] == SHARING else 1
-        for _ in range(passes):
-            chunks = self.chunks(slot, size) or [None]
-            for chunk in chunks:
+        while (state := self.settlement.slotState(slot))[0] != SETTLED:
+            remaining = len(readings) if state[0] == OPEN else state[4]
+            for chunk in backward_chunks(slot, readings[:remaining], size) or [None]:
                 from_chain = chunk.from_chain_bytes if chunk else bytes(32)
                 data = chunk.data if chunk else b""
                 txs.append(self.settlement.settle(slot, from_chain, data, {"from": caller}))
-        assert self.settlement.slotState(slot)[0] == SETTLED
         return txs
 
     def owed(self) -> int:
@@ -584,3 +585,23 @@ def community(
     return SettlementCommunity(
         market, token, oracle, settlement, clock, members, keys, accounts[6], accounts[7], accounts[8], outsider
     )
+
+
+
+
+def send_awaited(fn: Any, args: tuple[Any, ...], sender: Any) -> Any:
+    """``fn(*args)`` sent from ``sender`` (an unlocked dev account) and awaited by its receipt
+    alone; returns Brownie's receipt of it (events, gas used).
+
+    Brownie's own wait reads the sender's nonce first, then the receipt, and takes a transaction
+    whose nonce is used but whose receipt is missing for dropped ("Tx dropped without known
+    replacement"). anvil shows a transaction's nonce a moment before its receipt, so now and
+    then a transaction that did go through raises that error: rarely for small ones, often
+    enough to matter after bursts and for heavy ones, and in a loop that retries an example
+    (hypothesis) the transaction then runs twice. Tests that send many transactions use this."""
+    from brownie import chain, web3
+
+    txid = web3.eth.send_transaction({"from": str(sender), "to": fn._address, "data": fn.encode_input(*args)})
+    receipt = web3.eth.wait_for_transaction_receipt(txid, timeout=120, poll_latency=0.02)
+    assert receipt["status"] == 1, f"{fn.abi['name']}{tuple(args)[:1]} reverted"
+    return chain.get_transaction(txid)

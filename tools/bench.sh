@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks: gas per market operation and per meter reading, `orders replay` and `readings push`
-# throughput; JSON in benchmarks/results/.
+# Benchmarks: gas per market operation, per meter reading and per member settled, `orders replay` and
+# `readings push` throughput; JSON in benchmarks/results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -9,5 +9,6 @@ bash tools/setup.sh
 . .toolchain/env.sh
 .venv/bin/python benchmarks/gas.py
 .venv/bin/python benchmarks/oracle_gas.py
+.venv/bin/python benchmarks/settlement_gas.py
 .venv/bin/python benchmarks/replay_throughput.py
 .venv/bin/python benchmarks/readings_throughput.py

@@ -100,6 +100,7 @@ interface ICommunitySettlement {
     error SettlementGateClosed(uint32 slot);
     error SettlementScheduleComplete(uint32 slot);
     error SettlementMembersNotAscending(uint32 memberId, uint32 previous);
+    error SettlementUnknownMember(uint32 memberId);
     error SettlementPriceOutOfBand(uint32 slot, uint32 pricePerKwh, uint32 exportPrice, uint32 importPrice);
     error SettlementPriceChanged(uint32 slot, uint32 pricePerKwh, uint32 posted);
     error SettlementTradeExceedsFlow(uint32 memberId, int256 netExportWh, int256 internalWh);
@@ -163,7 +164,8 @@ interface ICommunitySettlement {
     /// {SharingRates}, {SlotSettled} as the slot advances.
     function settle(uint32 slot, bytes32 fromChain, bytes calldata readings) external;
 
-    /// @notice Settles, as contracted (see the notes), what is left in a settled slot: market
+    /// @notice Settles, as contracted (see the notes), what is left in a settled slot (ids in
+    /// ascending order): market
     /// positions and (optimisation) posted internal trades of members that had no reading, and
     /// trades made in a slot whose mode is not Cda (they are paid at their prices, nothing at the
     /// tariffs). Ids with nothing left are skipped.
@@ -195,8 +197,8 @@ interface ICommunitySettlement {
     /// Equal and proportional shares are recomputed here and must match: equal gives each of the
     /// n active members `pot / n`, plus one base unit to the first `pot % n` of them;
     /// proportional gives each member with a contribution c (energy supplied to other members
-    /// in the period) `pot * c / C`, rounded down, and the remainder stays in the pot for the
-    /// next period. Shapley shares are computed off-chain and posted by the manager: none is
+    /// in the period) `pot * c / C`, rounded down, and the remainder rolls over to the next
+    /// period not yet distributed. Shapley shares are computed off-chain and posted by the manager: none is
     /// negative and they must sum exactly to the pot.
     /// @dev Requirements: every slot of the period settled; Shapley: MANAGER_ROLE.
     /// Emits {ShareDistributed} each and {SharesCompleted} when done.

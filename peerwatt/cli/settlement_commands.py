@@ -1,20 +1,30 @@
-"""Settlement commands: settle, statements, rules, shares."""
+"""Settlement commands: settle, statements, rules, shares, clear."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
+from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
+from eth_utils import keccak
 
 from peerwatt import artifacts
+from peerwatt.chain import latest_timestamp
 from peerwatt.cli.app import AppContext, app, context
 from peerwatt.cli.output import TableFormat, emit_rows, note
 from peerwatt.config import SETTLEMENT_MODES, SHARE_RULES, SHARING_RULES, SettlementRules
-from peerwatt.errors import InputError
+from peerwatt.errors import InputError, PeerwattError
 from peerwatt.transactions import TxSender, call
 from peerwatt.units import format_tokens
 from settlement.chunks import DEFAULT_CHUNK_READINGS
 from settlement.client import SETTLEMENT, STATEMENT_COLUMNS, Settlement
+from settlement.community import Community, load_community
+from settlement.optimisation import PostedClearing, check_posted, to_posted, write_certificate
+from settlement.optimisation import clear as clear_community
 from settlement.shares import compute_shares, rollover
 
 UINT32 = 2**32 - 1
@@ -119,6 +129,8 @@ def shares(
     pot, settled, distributed = settlement.period(period)
     if distributed:
         raise InputError(f"period {period}'s shares are already paid")
+    if settled < period_slots and (post or rule == "shapley"):
+        raise InputError(f"period {period} has {settled} of {period_slots} slots settled; settle them first")
     ids = {settlement.member_id(address): name for name, address in deployment.members.items()}
     active = [member_id for member_id in sorted(ids) if _active(app_ctx, deployment.members[ids[member_id]])]
     if rule == "equal":
@@ -127,8 +139,6 @@ def shares(
         contributions = {k: v for k, v in settlement.contributions(period, ids).items() if v > 0}
         result = compute_shares("proportional", pot, contributions=contributions or {})
     else:
-        if settled < period_slots:
-            raise InputError(f"period {period} has {settled} of {period_slots} slots settled")
         net = _period_net_exports(settlement, period, period_slots, active)
         tariffs = call(app_ctx.w3(), deployment.market, "CdaMarket", "tariffs")[0]
         result = compute_shares(
@@ -142,8 +152,6 @@ def shares(
         + (f", {rollover(pot, result.shares)} base units roll over" if rule == "proportional" else "")
     )
     if post:
-        if settled < period_slots:
-            raise InputError(f"period {period} has {settled} of {period_slots} slots settled; settle them first")
         receipts = settlement.distribute_shares(period, result.shares)
         note(f"paid in {len(receipts)} transactions, {sum(r.gas_used for r in receipts)} gas")
 
@@ -165,3 +173,96 @@ def _active(app_ctx: AppContext, address: str) -> bool:
 
 def _next_open_slot(app_ctx: AppContext) -> int:
     return int(call(app_ctx.w3(), app_ctx.deployment().market, "CdaMarket", "nextOpenSlot")[0])
+
+
+@app.command()
+def clear(
+    ctx: typer.Context,
+    input_file: Annotated[Path, typer.Option("--input", help="community.yaml: members' forecasts, batteries, tariffs.")],
+    horizon: Annotated[int, typer.Option("--horizon", min=1, max=100_000, help="Slots to schedule.")] = 96,
+    post: Annotated[bool, typer.Option("--post", help="Post the result for the optimisation slots ahead.")] = False,
+    from_slot: Annotated[
+        Optional[int], typer.Option("--from-slot", min=0, max=UINT32, help="First slot posted (default: next open).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the schedule and the optimality certificate.")] = Path(
+        "clearing"
+    ),
+) -> None:
+    """Clear the community by optimisation (HiGHS LP) and write (or --post) the schedule."""
+    community = load_community(input_file, horizon)
+    app_ctx = context(ctx)
+    settlement = None
+    if post:
+        settlement = _settlement(app_ctx)
+        first = _next_open_slot(app_ctx) if from_slot is None else from_slot
+        community = _as_on_chain(app_ctx, settlement, community, first)
+    result = clear_community(community)
+    posted = to_posted(result)
+    problems = check_posted(posted, community)
+    if problems:
+        raise PeerwattError(f"the clearing result breaks {len(problems)} rules, first: {problems[0]}")
+    out.mkdir(parents=True, exist_ok=True)
+    schedule = out / "schedule.csv"
+    _write_schedule(schedule, posted)
+    write_certificate(result, out / "certificate.json")
+    certificate_gap = json.loads((out / "certificate.json").read_text())["relative_gap"]
+    alone, together = result.standalone_bill.sum(), result.bill.sum()
+    typer.echo(
+        f"cleared {community.n_members} members x {community.n_slots} slots in "
+        f"{result.build_seconds + result.solve_seconds:.2f} s: community bill {format_tokens(int(together))} tokens, "
+        f"{format_tokens(int(alone - together))} less than everyone alone for the same schedule"
+    )
+    typer.echo(
+        f"schedule: {schedule}; optimality certificate: {out / 'certificate.json'} "
+        f"(relative duality gap {certificate_gap:.1e})"
+    )
+    if settlement is not None:
+        first = _next_open_slot(app_ctx) if from_slot is None else from_slot
+        result_hash = keccak(schedule.read_bytes())
+        ids = [settlement.member_id(app_ctx.deployment().member_address(name)) for name in posted.member_names]
+        gas = 0
+        for offset in range(community.n_slots):
+            entries = [
+                (member_id, int(posted.net_export_wh[row, offset]), int(posted.internal_wh[row, offset]))
+                for row, member_id in enumerate(ids)
+            ]
+            receipts = settlement.post_schedule(first + offset, int(posted.price_per_kwh[offset]), entries, result_hash)
+            gas += sum(receipt.gas_used for receipt in receipts)
+        typer.echo(f"posted slots {first}..{first + community.n_slots - 1}: {gas} gas")
+
+
+def _as_on_chain(app_ctx: AppContext, settlement: Settlement, community: Community, first: int) -> Community:
+    """The community with the chain's tariffs and fees (what the contract checks the result
+    against), after checking that every slot to post is an optimisation slot."""
+    for slot in range(first, first + community.n_slots):
+        mode = settlement.rules_at(slot).mode
+        if mode != "optimisation":
+            raise InputError(f"slot {slot} is settled in {mode} mode; set optimisation first (`peerwatt rules set`)")
+    deployment = app_ctx.deployment()
+    closure = int(call(app_ctx.w3(), deployment.market, "CdaMarket", "gateClosure", first)[0])
+    if latest_timestamp(app_ctx.w3()) >= closure:
+        raise InputError(f"slot {first} is past its gate closure: a schedule is posted before delivery")
+    for member in community.members:
+        deployment.member_address(member.name)  # NotFoundError for a name the community lacks
+    rules = settlement.rules_at(first)
+    import_price, export_price = call(app_ctx.w3(), deployment.market, "CdaMarket", "tariffs")[0]
+    slots = community.n_slots
+    return dataclasses.replace(
+        community,
+        import_price=np.full(slots, int(import_price)),
+        export_price=np.full(slots, int(export_price)),
+        fee_per_kwh=rules.grid_fee_per_kwh + rules.manager_fee_per_kwh,
+    )
+
+
+def _write_schedule(path: Path, posted: PostedClearing) -> None:
+    """member,slot_offset,net_export_wh,internal_wh,price_per_kwh: the posted figures."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("member", "slot_offset", "net_export_wh", "internal_wh", "price_per_kwh"))
+        for row, name in enumerate(posted.member_names):
+            for offset in range(posted.price_per_kwh.size):
+                writer.writerow(
+                    (name, offset, posted.net_export_wh[row, offset], posted.internal_wh[row, offset],
+                     posted.price_per_kwh[offset])
+                )

@@ -23,7 +23,7 @@ from eth_account import Account
 from eth_keys import keys as eth_keys
 from eth_utils import keccak, to_checksum_address
 
-from oracle.readings import OracleDomain, Reading, pack
+from oracle.readings import OracleDomain, Reading, commitment_link, pack
 
 MAX32 = 2**32 - 1
 MAX48 = 2**48 - 1
@@ -138,14 +138,6 @@ def accepted_records(data):
 def record(reading):
     """A reading as a ReadingsAccepted record (see :func:`accepted_records`)."""
     return reading.as_tuple()
-
-
-def chain_link(chain, member_id, slot, import_wh, export_wh):
-    """One step of a slot's hash chain (IMeterOracle.slotCommitment)."""
-    digest = keccak(
-        encode(["uint224", "uint32", "uint32", "uint32", "uint32"], [chain, member_id, slot, import_wh, export_wh])
-    )
-    return int.from_bytes(digest, "big") % 2**224
 
 
 def commitment_of(oracle, slot):
@@ -532,8 +524,8 @@ def test_rotate_meter(oracle, metered, manager, alice, sign, submit, rejected, a
     assert plain(oracle.meter(KEY_A.address))[4:] == (True, 19, IMPORT_WH * 20, EXPORT_WH * 20)
     assert plain(oracle.meter(KEY_NEW.address)) == (alice, 1, 20, OPEN, True, 20, 300, 30)
     # both keys' readings are committed under alice's member id
-    assert commitment_of(oracle, 19) == (chain_link(0, 1, 19, IMPORT_WH, EXPORT_WH), 1)
-    assert commitment_of(oracle, 20) == (chain_link(0, 1, 20, 300, 30), 1)
+    assert commitment_of(oracle, 19) == (commitment_link(0, 1, 19, IMPORT_WH, EXPORT_WH), 1)
+    assert commitment_of(oracle, 20) == (commitment_link(0, 1, 20, 300, 30), 1)
 
 
 def test_rotate_rejects(oracle, market, metered, manager, dave, sign, submit, state, error_pattern):
@@ -985,7 +977,7 @@ def test_slot_commitments_replay_the_accepted_readings(oracle, metered, manager,
         chain = 0
         replayed = [rec for rec in records if rec[1] == slot]
         for meter, _, import_wh, export_wh, _, _ in replayed:
-            chain = chain_link(chain, member_ids[meter], slot, import_wh, export_wh)
+            chain = commitment_link(chain, member_ids[meter], slot, import_wh, export_wh)
         assert commitment_of(oracle, slot) == (chain, 4)
         assert chain != 0 and chain < 2**224
     assert commitment_of(oracle, 9) == commitment_of(oracle, 12) == (0, 0)
@@ -1047,7 +1039,7 @@ def test_only_the_sealer_seals(
 
 def test_seal_slot(oracle, metered, sealer, sign, submit, logs, plain):
     submit(sign(steady(KEY_A, 10)), sign(steady(KEY_B, 10, 0, 900)))
-    chain = chain_link(chain_link(0, 1, 10, IMPORT_WH, EXPORT_WH), 2, 10, 0, 900)
+    chain = commitment_link(commitment_link(0, 1, 10, IMPORT_WH, EXPORT_WH), 2, 10, 0, 900)
     assert commitment_of(oracle, 10) == (chain, 2)
     assert not oracle.isSealed(10)
 

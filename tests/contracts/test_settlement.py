@@ -1,6 +1,8 @@
 """CommunitySettlement: slot settlement in Cda and sharing modes against committed meter
 readings (hand-computed cases), budget balance and solvency after every settlement, the
-backward chunk verification, deadlines, double settlement, debts and missing readings.
+backward chunk verification, deadlines, double settlement, debts and missing readings; the
+deployment checks, the ledger's errors and where every custom error of the ABI is tested
+(optimisation mode: test_settlement_schedules.py; profit shares: test_settlement_shares.py).
 
 Tariffs are the defaults (import 250000, export 60000 base units per kWh); the ``market``
 fixture's price tick is 1. Members alice, bob, carol and dave have ids 1..4 and 500 tokens
@@ -10,7 +12,21 @@ deposited; the supplier deposited 100 tokens.
 import brownie
 import pytest
 
-from conftest import BS, CDA, MMR, OPEN, PAYING, SDR, SETTLED, SHARING, TALLYING, settlement_config
+from conftest import (
+    BS,
+    CDA,
+    MMR,
+    OPEN,
+    PAYING,
+    SDR,
+    SETTLED,
+    SHARING,
+    TALLYING,
+    ChainClock,
+    SettlementCommunity,
+    fixed_meter_key,
+    settlement_config,
+)
 
 PI, PE = 250_000, 60_000
 
@@ -293,3 +309,163 @@ def test_only_the_admin_changes_rules_and_only_for_open_slots(community, admin, 
     assert community.settlement.configAt(slot + 1)[0] == CDA
     assert plain(community.settlement.configAt(slot + 2))[:2] == (SHARING, BS)
     assert plain(community.settlement.configAt(slot + 200))[:2] == (SHARING, BS)
+
+
+# ----------------------------------------------------------------- errors and ledger
+
+ZERO_ADDRESS = "0x" + "00" * 20
+# where each custom error of the settlement contract's ABI is tested
+ERRORS_TESTED_HERE = {
+    "SettlementNotAdmin",
+    "SettlementZeroAddress",
+    "SettlementInvalidConfig",
+    "SettlementInvalidPeriod",
+    "SettlementConfigNotFuture",
+    "SettlementTooEarly",
+    "SettlementAlreadySettled",
+    "SettlementNotSettled",
+    "SettlementMalformedChunk",
+    "SettlementChunkMismatch",
+}
+ERRORS_TESTED_IN_SCHEDULES = {
+    "SettlementNotManager",
+    "SettlementWrongMode",
+    "SettlementGateClosed",
+    "SettlementScheduleComplete",
+    "SettlementMembersNotAscending",
+    "SettlementPriceOutOfBand",
+    "SettlementPriceChanged",
+    "SettlementTradeExceedsFlow",
+    "SettlementNotRational",
+    "SettlementTradesUnbalanced",
+    "SettlementUnknownMember",
+}
+ERRORS_TESTED_IN_SHARES = {
+    "SettlementPeriodOpen",
+    "SettlementSharesDistributed",
+    "SettlementShareMismatch",
+    "SettlementSharesExceedPot",
+    "SettlementSharesIncomplete",
+    "SafeCastOverflowedUintDowncast",  # fundPot of 2^128 base units
+}
+
+
+def test_every_custom_error_is_accounted_for(community):
+    """The settlement ABI's errors are the ones tested here, in test_settlement_schedules.py and
+    in test_settlement_shares.py; none is left as unreachable."""
+    errors = {entry["name"] for entry in community.settlement.abi if entry["type"] == "error"}
+    assert errors == ERRORS_TESTED_HERE | ERRORS_TESTED_IN_SCHEDULES | ERRORS_TESTED_IN_SHARES
+
+
+def deploy_settlement(CommunitySettlement, admin, market, oracle, dso, manager, config, period_slots=4):
+    return CommunitySettlement.deploy(market, oracle, dso, manager, config, period_slots, 600, {"from": admin})
+
+
+def test_deployment_checks(community, CommunitySettlement, admin, error_pattern, plain):
+    market, oracle, dso, fees = community.market, community.oracle, community.dso, community.fee_manager
+    for args in (
+        (ZERO_ADDRESS, oracle, dso, fees),
+        (market, ZERO_ADDRESS, dso, fees),
+        (market, oracle, ZERO_ADDRESS, fees),
+        (market, oracle, dso, ZERO_ADDRESS),
+    ):
+        with brownie.reverts(revert_pattern=error_pattern("SettlementZeroAddress")):
+            deploy_settlement(CommunitySettlement, admin, *args, settlement_config())
+    with brownie.reverts(revert_pattern=error_pattern("SettlementInvalidPeriod", 0)):
+        deploy_settlement(CommunitySettlement, admin, market, oracle, dso, fees, settlement_config(), 0)
+    # savings above 100%; fees reaching the top of the price band (1000000 per kWh)
+    for bad in (settlement_config(savings_bps=10_001), settlement_config(grid_fee=600_000, manager_fee=400_000)):
+        with brownie.reverts(revert_pattern=error_pattern("SettlementInvalidConfig")):
+            deploy_settlement(CommunitySettlement, admin, market, oracle, dso, fees, bad)
+        with brownie.reverts(revert_pattern=error_pattern("SettlementInvalidConfig")):
+            community.settlement.setConfig(bad, market.nextOpenSlot(), {"from": admin})
+    edge = settlement_config(SHARING, BS, 2, 600_000, 399_999, 10_000)
+    deployed = deploy_settlement(CommunitySettlement, admin, market, oracle, dso, fees, edge, 1)
+    assert plain(deployed.configAt(0)) == edge
+    assert deployed.periodSlots() == 1
+    assert deployed.market() == market and deployed.oracle() == oracle
+    assert deployed.dsoAccount() == dso and deployed.managerAccount() == fees
+
+
+def test_malformed_chunks_are_rejected(community, alice, bob, error_pattern):
+    slot = community.market.nextOpenSlot()
+    community.deliver(slot, {alice: (100, 0), bob: (0, 100)})
+    community.past_deadline(slot)
+    (chunk,) = community.chunks(slot)
+    for data in (chunk.data[:13], chunk.data + b"\x00", b"\x01"):
+        with brownie.reverts(revert_pattern=error_pattern("SettlementMalformedChunk", len(data))):
+            community.settlement.settle(slot, chunk.from_chain_bytes, data, {"from": bob})
+    assert community.settlement.slotState(slot)[0] == OPEN
+    with brownie.reverts(revert_pattern=error_pattern("SettlementMalformedChunk", 1)):
+        community.settlement.distributeShares(slot // 4, [1, 2], [0], {"from": bob})
+    community.settle(slot)
+
+
+def test_ledger_member_ids_must_be_registered(community, alice, bob, error_pattern):
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 200_000, 1000)
+    community.past_deadline(slot)
+    community.settle(slot)
+    for member_id in (0, 5, 2**32 - 1):
+        with brownie.reverts(revert_pattern=error_pattern("LedgerNotMemberId", member_id)):
+            community.settlement.settleUnmetered(slot, [1, 2, member_id], {"from": bob})
+    with brownie.reverts(revert_pattern=error_pattern("LedgerNotMemberId", 5)):
+        community.market.settlementPositions(slot, [5], True)
+    assert community.market.positionOf(slot, alice)[1] == 1000  # nothing was settled
+    community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})
+    assert community.market.positionOf(slot, alice)[1] == 0
+    assert_solvent(community)
+
+
+def test_settling_needs_a_supplier_account(
+    community, deploy_community, config, MeterOracle, CommunitySettlement, admin, manager, members, chain, web3,
+    error_pattern,
+):
+    """A second community whose admin has not named the supplier: nothing settles that moves
+    money until it does."""
+    market = deploy_community(config)
+    oracle = MeterOracle.deploy(market, {"from": admin})
+    settlement = deploy_settlement(
+        CommunitySettlement, admin, market, oracle, community.dso, community.fee_manager, settlement_config()
+    )
+    market.grantRole(market.SETTLEMENT_ROLE(), settlement, {"from": admin})
+    oracle.setSealer(settlement, {"from": admin})
+    keys = [fixed_meter_key(f"no supplier {index}") for index in range(len(members))]
+    for key, member in zip(keys, members):
+        oracle.registerMeter(key.address, member, 0, {"from": manager})
+    assert market.supplierAccount() == ZERO_ADDRESS
+    second = SettlementCommunity(
+        market, community.token, oracle, settlement, ChainClock(chain, web3, market), members, keys,
+        community.supplier, community.dso, community.fee_manager, community.relayer,
+    )
+    slot = market.nextOpenSlot()
+    second.deliver(slot, {members[0]: (1000, 0)})
+    second.past_deadline(slot)
+    with brownie.reverts(revert_pattern=error_pattern("LedgerNoSupplier")):
+        second.settle(slot)
+    assert settlement.slotState(slot)[0] == OPEN
+    with brownie.reverts(revert_pattern=error_pattern("RegistryZeroAddress")):
+        market.setSupplierAccount(ZERO_ADDRESS, {"from": admin})
+    with brownie.reverts():
+        market.setSupplierAccount(community.supplier, {"from": manager})  # not the admin
+    market.setSupplierAccount(community.supplier, {"from": admin})
+    second.settle(slot)
+    # 1000 Wh at the import tariff, collected by the supplier
+    assert market.balanceOf(community.supplier) == 250_000
+
+
+def test_a_repeated_member_id_does_not_settle_a_position_twice(community, alice, bob, error_pattern):
+    """settleUnmetered reads every id's position before closing any: ids must be ascending, so
+    no member is settled twice in one call (nor, its position closed, in a later one)."""
+    slot = community.market.nextOpenSlot()
+    trade(community, slot, alice, bob, 200_000, 1000)
+    community.past_deadline(slot)
+    community.settle(slot)
+    before = balances(community)
+    with brownie.reverts(revert_pattern=error_pattern("SettlementMembersNotAscending", 1, 1)):
+        community.settlement.settleUnmetered(slot, [1, 1, 2, 2], {"from": bob})
+    community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})
+    community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})  # nothing left
+    # alice receives the 200000 of her sale once; bob paid at trade time; the supplier nothing
+    assert deltas(before, balances(community)) == [200_000, 0, 0, 0, 0, 0, 0]
+    assert_solvent(community)

@@ -113,3 +113,71 @@ def test_a_sharing_slot_matches_the_reference_rule(new_cli: Callable[[], Cli]) -
 )
 def test_bad_settlement_input_is_refused_in_one_line(community: Cli, args: tuple[object, ...], match: str) -> None:
     community.fails(*args, match=match)
+
+
+COMMUNITY_YAML = """
+slot_seconds: 900
+fee_per_kwh: 0
+tariffs: {import_per_kwh: 250_000, export_per_kwh: 60_000}
+members:
+  - {name: member0, load_wh: [100, 100], pv_wh: [900, 700]}
+  - {name: member1, load_wh: [600, 500], pv_wh: [0, 0]}
+  - {name: member2, load_wh: [300, 400], pv_wh: [0, 0],
+     battery: {capacity_wh: 2000, max_charge_w: 1000, max_discharge_w: 1000}}
+  - {name: member3, load_wh: [50, 50], pv_wh: [0, 0]}
+"""
+
+
+def test_an_optimisation_schedule_is_cleared_posted_and_settled(new_cli: Callable[[], Cli]) -> None:
+    cli = new_cli()
+    cli.ok("chain", "start", "--engine", "anvil", "--port", cli.port)
+    cli.ok("deploy", "--members", 4, "--mode", "optimisation")
+    (cli.workdir / "community.yaml").write_text(COMMUNITY_YAML)
+    first = next_open_slot(cli)
+    cleared = cli.ok("clear", "--input", "community.yaml", "--horizon", 2, "--post", "--out", "out")
+    assert f"posted slots {first}..{first + 1}" in cleared.stdout
+    schedule = (cli.workdir / "out" / "schedule.csv").read_text().splitlines()
+    rows = [line.split(",") for line in schedule[1:]]
+    posted = {(row[0], int(row[1])): (int(row[2]), int(row[3]), int(row[4])) for row in rows}
+    # slot 0: member0 exports 800 Wh, the others import 600 + 300 + 50 (+ what member2 charges)
+    assert posted[("member0", 0)][1] > 0 and sum(posted[(f"member{n}", 0)][1] for n in range(4)) == 0
+    price = posted[("member0", 0)][2]
+    assert 60_000 <= price <= 250_000
+    cli.ok("chain", "advance", "--seconds", 3 * SLOT_SECONDS)
+    flows = {f"member{n}": (max(-posted[(f"member{n}", 0)][0], 0), max(posted[(f"member{n}", 0)][0], 0)) for n in range(4)}
+    push_readings(cli, first, flows)  # every member delivers exactly its schedule
+    cli.ok("settle", "--slot", first)
+    statements = {row["member"]: row for row in cli.ok("statements", "--slot", first, "--format", "json").json()}
+    for n in range(4):
+        net_export, internal, _ = posted[(f"member{n}", 0)]
+        row = statements[f"member{n}"]
+        assert row["contracted_wh"] == internal and row["imbalance_wh"] == net_export - internal
+        assert row["energy_amount"] == (internal * price // 1000 if internal >= 0 else -(-internal * price // 1000))
+    cli.fails("clear", "--input", "community.yaml", "--horizon", 2, "--post", "--from-slot", first, match="gate")
+
+
+def test_savings_kept_in_a_period_are_shared_equally(new_cli: Callable[[], Cli]) -> None:
+    """Sharing mode keeps half of each member's savings for the pot; after both slots of the
+    period settle, `shares --post` pays the pot out in equal shares."""
+    cli = new_cli()
+    cli.ok("chain", "start", "--engine", "anvil", "--port", cli.port)
+    cli.ok("deploy", "--members", 4, "--mode", "sharing", "--period-slots", 2, "--savings-share-bps", 5_000)
+    period = (next_open_slot(cli) + 1) // 2
+    slots = (2 * period, 2 * period + 1)
+    flows = {"member0": (0, 2000), "member1": (1500, 0), "member2": (700, 0), "member3": (0, 100)}
+    cli.ok("chain", "advance", "--seconds", (slots[1] - next_open_slot(cli) + 3) * SLOT_SECONDS)
+    rows = [f"{m},{slot},{imp},{exp},{imp * k},{exp * k}" for k, slot in enumerate(slots, 1) for m, (imp, exp) in flows.items()]
+    cli.ok("readings", "push", write_csv(cli.workdir / "period.csv", rows, HEADER))
+    cli.fails("shares", "--period", period, "--rule", "equal", "--post", match="slots settled")
+    retained = 0
+    for slot in slots:
+        cli.ok("settle", "--slot", slot)
+        retained -= sum(row["share"] for row in cli.ok("statements", "--slot", slot, "--format", "json").json())
+    assert retained > 0  # MMR: importers pay less than alone, exporters get more
+    before = balances(cli)
+    shared = cli.ok("shares", "--period", period, "--rule", "equal", "--post", "--format", "json").json()
+    pot = sum(row["share"] for row in shared)
+    assert pot == retained and {row["share"] for row in shared} <= {pot // 4, pot // 4 + 1}
+    after = balances(cli)
+    assert {name: after[name] - before[name] for name in flows} == {row["member"]: row["share"] for row in shared}
+    cli.fails("shares", "--period", period, "--rule", "equal", "--post", match="already paid")
