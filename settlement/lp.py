@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -96,10 +97,26 @@ class LpSolution:
     seconds: float
 
 
+def _silent_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing. Its constructor writes a banner straight to file
+    descriptor 1 before any option can be set, which would corrupt CSV or JSON on stdout, so
+    the descriptor points at /dev/null while it runs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
 def solve(lp: LinearProgram, algorithm: Algorithm = Algorithm.CHOOSE, threads: int | None = None) -> LpSolution:
     """Solve ``lp`` with HiGHS (silent, ``threads`` defaults to the machine's cores)."""
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    highs = _silent_highs()
     # HiGHS sizes its thread pool once per process: later instances reuse the first value
     highs.setOptionValue("threads", threads or os.cpu_count() or 1)
     highs.setOptionValue("solver", algorithm.value)

@@ -10,5 +10,6 @@ bash tools/setup.sh
 .venv/bin/python benchmarks/gas.py
 .venv/bin/python benchmarks/oracle_gas.py
 .venv/bin/python benchmarks/settlement_gas.py
+.venv/bin/python benchmarks/clearing.py
 .venv/bin/python benchmarks/replay_throughput.py
 .venv/bin/python benchmarks/readings_throughput.py
