@@ -10,9 +10,13 @@ Communities from ``synthetic_community``: 100 and 1,000 members (10,000 with ``-
   1,000 members;
 - ``cvxpy``: the textbook LP of the design (every member's grid import, grid export, internal
   buy and sell; DESIGN.md section 1) as cvxpy expressions, timed from building the problem to
-  the solution (cvxpy's compilation included), with the HiGHS algorithm the engine uses;
-- ``cvxpy_aggregate``: the engine's own exact reduction of that LP in cvxpy (isolates what the
-  direct sparse build saves over cvxpy's compilation from what the reformulation saves).
+  the solution (cvxpy's compilation included), with the HiGHS algorithm the engine uses (one
+  run: it is slow);
+- ``cvxpy_aggregate``: the engine's own exact reduction of that LP in cvxpy, best of
+  ``--repeat`` runs (isolates what the direct sparse build saves over cvxpy's compilation from
+  what the reformulation saves).
+
+The machine is shared: the JSON records the load average, and times vary by +-30% with it.
 
 All three optima must agree to 1e-6 relative. Results: benchmarks/results/clearing.json.
 
@@ -151,19 +155,24 @@ class CvxpyModel:
         return cp.Problem(cp.Minimize(cost), constraints)
 
 
-def time_cvxpy(community: Community, formulation: str, algorithm: str) -> dict[str, Any]:
-    started = time.perf_counter()
-    problem = getattr(CvxpyModel(community), formulation)()
-    problem.solve(solver=cp.HIGHS, highs_options={"solver": algorithm})
-    total = time.perf_counter() - started
-    if problem.status != cp.OPTIMAL:
-        raise RuntimeError(f"cvxpy {formulation}: {problem.status}")
-    return {
-        "total_s": round(total, 3),
-        "solver_s": round(problem.solver_stats.solve_time or 0.0, 3),
-        "variables": int(sum(v.size for v in problem.variables())),
-        "objective": float(problem.value) / TOKENS,
-    }
+def time_cvxpy(community: Community, formulation: str, algorithm: str, repeat: int) -> dict[str, Any]:
+    """Best of ``repeat`` runs, from building the cvxpy problem to its solution."""
+    best: dict[str, Any] = {}
+    for _ in range(repeat):
+        started = time.perf_counter()
+        problem = getattr(CvxpyModel(community), formulation)()
+        problem.solve(solver=cp.HIGHS, highs_options={"solver": algorithm})
+        total = time.perf_counter() - started
+        if problem.status != cp.OPTIMAL:
+            raise RuntimeError(f"cvxpy {formulation}: {problem.status}")
+        if not best or total < best["total_s"]:
+            best = {
+                "total_s": round(total, 3),
+                "solver_s": round(problem.solver_stats.solve_time or 0.0, 3),
+                "variables": int(sum(v.size for v in problem.variables())),
+                "objective": float(problem.value) / TOKENS,
+            }
+    return best
 
 
 def time_engine(community: Community, repeat: int) -> tuple[ClearingResult, list[float]]:
@@ -206,7 +215,8 @@ def run(n_members: int, repeat: int, baselines: list[str], log: Callable[[str], 
         assert abs(textbook.objective - result.objective) <= 1e-6 * max(1.0, abs(result.objective))
         log(f"  engine, textbook LP: {row['per_member_total_s']} s ({textbook.model.lp.n_cols} variables)")
     for formulation in baselines:
-        baseline = time_cvxpy(community, formulation, algorithm)
+        # the textbook LP is slow: one run; the reduced one as often as the engine
+        baseline = time_cvxpy(community, formulation, algorithm, 1 if formulation == "textbook" else repeat)
         relative = abs(baseline["objective"] - result.objective) / max(1.0, abs(result.objective))
         if relative > 1e-6:
             raise RuntimeError(f"cvxpy {formulation} optimum {baseline['objective']} != engine {result.objective}")

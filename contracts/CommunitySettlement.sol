@@ -538,11 +538,15 @@ contract CommunitySettlement is ICommunitySettlement {
         pure
         returns (uint32 memberId, uint256 importWh, uint256 exportWh)
     {
-        uint256 word;
-        assembly ("memory-safe") {
-            word := shr(160, calldataload(add(readings.offset, offset)))
-        }
+        uint256 word = _packedAt(readings, offset);
         return (uint32(word >> 64), (word >> 32) & 0xffffffff, word & 0xffffffff);
+    }
+
+    /// @dev The 12-byte record at `offset` of packed calldata (readings or schedule entries).
+    function _packedAt(bytes calldata data, uint256 offset) private pure returns (uint256 word) {
+        assembly ("memory-safe") {
+            word := shr(160, calldataload(add(data.offset, offset)))
+        }
     }
 
     function _addContribution(Context memory ctx, uint32 memberId, uint256 contributionWh) private {
@@ -686,10 +690,7 @@ contract CommunitySettlement is ICommunitySettlement {
         pure
         returns (uint32 memberId, int256 netExportWh, int256 internalWh)
     {
-        uint256 word;
-        assembly ("memory-safe") {
-            word := shr(160, calldataload(add(entries.offset, offset)))
-        }
+        uint256 word = _packedAt(entries, offset);
         return (uint32(word >> 64), int32(uint32(word >> 32)), int32(uint32(word)));
     }
 

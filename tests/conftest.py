@@ -531,12 +531,44 @@ class SettlementCommunity:
                 txs.append(self.settlement.settle(slot, from_chain, data, {"from": caller}))
         return txs
 
+    def balances(self) -> list[int]:
+        """Market balances of the members, the supplier, the DSO and the manager, in that order."""
+        accounts = [*self.members, self.supplier, self.dso, self.fee_manager]
+        return [self.market.balanceOf(account) for account in accounts]
+
     def owed(self) -> int:
         """What the market owes: every account's balance plus escrows and held payments are
         not visible one by one, so tests compare against this sum of balances after
         settlement (no resting orders, no unsettled positions)."""
         accounts = [*self.members, self.supplier, self.dso, self.fee_manager, self.settlement]
         return sum(self.market.balanceOf(account) for account in accounts)
+
+
+def deltas(before: list[int], after: list[int]) -> list[int]:
+    return [b - a for a, b in zip(before, after, strict=True)]
+
+
+def assert_solvent(community: SettlementCommunity) -> None:
+    """The market holds exactly what it owes (no resting orders or open positions assumed)."""
+    assert community.token.balanceOf(community.market) == community.owed()
+
+
+def weighted(*choices: tuple[int, Any]) -> Any:
+    """A hypothesis strategy: one of the ``(weight, strategy)`` choices, chosen by weight
+    (hypothesis's own choice between the branches of one_of / sampled_from is far from uniform,
+    and merges identical branches). Shrinks towards the first choice."""
+    from hypothesis import strategies as st
+
+    total = sum(weight for weight, _ in choices)
+
+    def choose(number: int) -> Any:
+        for weight, strategy in choices:
+            if number < weight:
+                return strategy
+            number -= weight
+        raise AssertionError(number)
+
+    return st.integers(0, total - 1).flatmap(choose)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ deposited; the supplier deposited 100 tokens.
 
 import brownie
 import pytest
-
 from conftest import (
     BS,
     CDA,
@@ -19,11 +18,12 @@ from conftest import (
     OPEN,
     PAYING,
     SDR,
-    SETTLED,
     SHARING,
     TALLYING,
     ChainClock,
     SettlementCommunity,
+    assert_solvent,
+    deltas,
     fixed_meter_key,
     settlement_config,
 )
@@ -31,17 +31,10 @@ from conftest import (
 PI, PE = 250_000, 60_000
 
 
-def balances(community):
-    accounts = [*community.members, community.supplier, community.dso, community.fee_manager]
-    return [community.market.balanceOf(account) for account in accounts]
 
 
-def deltas(before, after):
-    return [b - a for a, b in zip(before, after)]
 
 
-def assert_solvent(community):
-    assert community.token.balanceOf(community.market) == community.owed()
 
 
 def trade(community, slot, seller, buyer, price, qty):
@@ -64,14 +57,14 @@ def test_cda_trades_and_imbalances(community, alice, bob, logs, plain):
     (300 more than bought)."""
     slot = community.market.nextOpenSlot()
     trade(community, slot, alice, bob, 200_000, 1000)
-    before = balances(community)
+    before = community.balances()
     community.deliver(slot, {alice: (0, 800), bob: (1300, 0)})
     community.past_deadline(slot)
     (tx,) = community.settle(slot)
     # alice: +1000 * 200000 / 1000 = 200000 for the trade, -200 Wh * 250000 / 1000 = -50000 at import
     # bob: paid 200000 at trade time (held); -300 * 250000 / 1000 = -75000 at import
     # supplier: the residual 50000 + 75000
-    assert deltas(before, balances(community)) == [150_000, -75_000, 0, 0, 125_000, 0, 0]
+    assert deltas(before, community.balances()) == [150_000, -75_000, 0, 0, 125_000, 0, 0]
     settled = {args[1]: args[2:] for args in logs(tx, "MemberSettled")}
     assert settled[alice] == (1000, 200_000, -50_000, 0, 0)
     assert settled[bob] == (-1000, -200_000, -75_000, 0, 0)
@@ -83,25 +76,25 @@ def test_cda_trades_and_imbalances(community, alice, bob, logs, plain):
 def test_cda_exports_beyond_the_contract_sell_at_the_export_tariff(community, alice, bob, carol):
     slot = community.market.nextOpenSlot()
     trade(community, slot, alice, bob, 150_000, 500)
-    before = balances(community)
+    before = community.balances()
     # alice exports 900 (400 over), bob imports 500 exactly, carol exports 100 with no trade
     community.deliver(slot, {alice: (0, 900), bob: (500, 0), carol: (0, 100)})
     community.past_deadline(slot)
     community.settle(slot)
     # alice: 500 * 150000 / 1000 = 75000, + 400 * 60000 / 1000 = 24000; carol: 100 * 60 = 6000
-    assert deltas(before, balances(community)) == [99_000, 0, 6_000, 0, -30_000, 0, 0]
+    assert deltas(before, community.balances()) == [99_000, 0, 6_000, 0, -30_000, 0, 0]
     assert_solvent(community)
 
 
 def test_cda_fees_go_to_the_dso_and_the_manager(community, admin, alice, bob):
     slot = use_mode(community, admin, CDA, grid_fee=10_000, manager_fee=2_500)
     trade(community, slot, alice, bob, 200_000, 1000)
-    before = balances(community)
+    before = community.balances()
     community.deliver(slot, {alice: (0, 1000), bob: (1000, 0)})
     community.past_deadline(slot)
     community.settle(slot)
     # each side pays 1000 Wh * 10000 / 1000 = 10000 to the DSO and 2500 to the manager
-    assert deltas(before, balances(community)) == [200_000 - 12_500, -12_500, 0, 0, 0, 20_000, 5_000]
+    assert deltas(before, community.balances()) == [200_000 - 12_500, -12_500, 0, 0, 0, 20_000, 5_000]
     assert_solvent(community)
 
 
@@ -142,12 +135,12 @@ def test_cda_fees_go_to_the_dso_and_the_manager(community, admin, alice, bob):
 )
 def test_sharing_rules(community, admin, members, rule, flows, expected, logs):
     slot = use_mode(community, admin, SHARING, rule)
-    before = balances(community)
+    before = community.balances()
     community.deliver(slot, dict(zip(members, flows)))
     community.past_deadline(slot)
     txs = community.settle(slot)
-    assert deltas(before, balances(community))[:5] == expected
-    assert sum(deltas(before, balances(community))) == 0  # budget balance to the base unit
+    assert deltas(before, community.balances())[:5] == expected
+    assert sum(deltas(before, community.balances())) == 0  # budget balance to the base unit
     assert logs(txs[-1], "SlotSettled") == [(slot, len(flows))]
     assert_solvent(community)
 
@@ -177,13 +170,13 @@ def test_a_forged_chunk_is_rejected_and_changes_nothing(community, alice, bob, e
     community.past_deadline(slot)
     (honest,) = community.chunks(slot)
     forged = Chunk(honest.from_chain, (SlotReading(1, 0, 5000), honest.readings[1]))
-    before = balances(community)
+    before = community.balances()
     with brownie.reverts(revert_pattern=error_pattern("SettlementChunkMismatch", slot, 2)):
         community.settlement.settle(slot, forged.from_chain_bytes, forged.data, {"from": bob})
     # a true suffix from a wrong starting chain value is no better
     with brownie.reverts(revert_pattern=error_pattern("SettlementChunkMismatch", slot, 2)):
         community.settlement.settle(slot, (5).to_bytes(32, "big"), honest.data[12:], {"from": bob})
-    assert balances(community) == before
+    assert community.balances() == before
     assert community.settlement.slotState(slot)[0] == OPEN
     community.settle(slot)
 
@@ -196,10 +189,10 @@ def test_chunk_size_does_not_change_the_result(community, admin, members, logs):
     for slot, size in zip(range(first, first + 3), (4, 1, 3)):
         community.deliver(slot, flows)
         community.past_deadline(slot)
-        before = balances(community)
+        before = community.balances()
         txs = community.settle(slot, size=size)
         settled = sorted(args[1:] for tx in txs for args in logs(tx, "MemberSettled"))
-        results.append((deltas(before, balances(community)), settled))
+        results.append((deltas(before, community.balances()), settled))
     assert results[0] == results[1] == results[2]
     assert sum(results[0][0]) == 0
 
@@ -245,10 +238,10 @@ def test_positions_without_a_reading_are_settled_as_contracted(community, alice,
     with brownie.reverts(revert_pattern=error_pattern("SettlementNotSettled", slot)):
         community.settlement.settleUnmetered(slot, [1, 2], {"from": carol})
     community.settle(slot)
-    before = balances(community)
+    before = community.balances()
     tx = community.settlement.settleUnmetered(slot, [1, 2, 3], {"from": carol})
     assert logs(tx, "ReadingMissing") == [(slot, alice), (slot, bob)]
-    assert deltas(before, balances(community)) == [200_000, 0, 0, 0, 0, 0, 0]
+    assert deltas(before, community.balances()) == [200_000, 0, 0, 0, 0, 0, 0]
     again = community.settlement.settleUnmetered(slot, [1, 2], {"from": carol})  # nothing left
     assert logs(again, "MemberSettled") == []
     assert_solvent(community)
@@ -461,11 +454,11 @@ def test_a_repeated_member_id_does_not_settle_a_position_twice(community, alice,
     trade(community, slot, alice, bob, 200_000, 1000)
     community.past_deadline(slot)
     community.settle(slot)
-    before = balances(community)
+    before = community.balances()
     with brownie.reverts(revert_pattern=error_pattern("SettlementMembersNotAscending", 1, 1)):
         community.settlement.settleUnmetered(slot, [1, 1, 2, 2], {"from": bob})
     community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})
     community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})  # nothing left
     # alice receives the 200000 of her sale once; bob paid at trade time; the supplier nothing
-    assert deltas(before, balances(community)) == [200_000, 0, 0, 0, 0, 0, 0]
+    assert deltas(before, community.balances()) == [200_000, 0, 0, 0, 0, 0, 0]
     assert_solvent(community)

@@ -15,10 +15,10 @@ it), not asserted. Every transaction is awaited by its receipt (conftest's ``sen
 import random
 import time
 
+from conftest import MMR, SETTLED, SHARING, fixed_meter_key, send_awaited, settlement_config
 from eth_account import Account
 from eth_utils import keccak
 
-from conftest import MMR, SETTLED, SHARING, fixed_meter_key, send_awaited, settlement_config
 from oracle.readings import Reading, pack
 from settlement.chunks import SlotReading, backward_chunks
 from settlement.pricing import slot_amounts

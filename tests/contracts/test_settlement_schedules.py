@@ -14,8 +14,7 @@ SettlementNotRational are exact: Wh x base units per kWh (1000 per base unit).
 
 import brownie
 import pytest
-
-from conftest import CDA, MMR, OPTIMISATION, SHARING, settlement_config
+from conftest import CDA, MMR, OPTIMISATION, SHARING, assert_solvent, deltas, settlement_config
 
 from settlement.chunks import SCHEDULE_ENTRY_BYTES, pack_schedule
 
@@ -31,17 +30,10 @@ ENTRIES = [(1, 1_000, 800), (2, -600, -600), (3, -500, -200)]
 READINGS = [(0, 900), (700, 0), (500, 100), (0, 50)]
 
 
-def balances(community):
-    accounts = [*community.members, community.supplier, community.dso, community.fee_manager]
-    return [community.market.balanceOf(account) for account in accounts]
 
 
-def deltas(before, after):
-    return [b - a for a, b in zip(before, after)]
 
 
-def assert_solvent(community):
-    assert community.token.balanceOf(community.market) == community.owed()
 
 
 def use_optimisation(community, admin, from_slot=None):
@@ -117,7 +109,7 @@ def test_internal_trades_up_to_the_lane_size(community, admin, manager, logs, er
 def test_settle_against_the_posted_trades(community, admin, manager, members, logs):
     slot = use_optimisation(community, admin)
     post(community, manager, slot, ENTRIES)
-    before = balances(community)
+    before = community.balances()
     community.deliver(slot, dict(zip(members, READINGS)))
     (tx,) = community.settle(slot)  # every reading is in: no need to wait for the deadline
     alice, bob, carol, dave = members
@@ -141,7 +133,7 @@ def test_settle_against_the_posted_trades(community, admin, manager, members, lo
     # manager 2000 + 1500 + 500 = 4000; the supplier's residual: 25000 + 50000 - 6000 - 3000 for
     # the imbalances, less the 1 base unit the internal trades' rounding left (120002 > 90001 +
     # 30000) = 65999
-    change = deltas(before, balances(community))
+    change = deltas(before, community.balances())
     assert change == [116_002, -122_501, -82_500, 3_000, 65_999, 16_000, 4_000]
     assert sum(change) == 0
     assert scheduled(community, slot) == [0, 0, 0, 0, 0]  # each trade settled once
@@ -164,9 +156,9 @@ def test_a_chunked_posting_equals_a_single_posting(community, admin, manager, me
     community.deliver(chunked, flows)
     results = []
     for slot, size in ((single, 4), (chunked, 1)):
-        before = balances(community)
+        before = community.balances()
         txs = community.settle(slot, size=size)
-        results.append((deltas(before, balances(community)), settled_by_member(txs, logs)))
+        results.append((deltas(before, community.balances()), settled_by_member(txs, logs)))
     assert results[0] == results[1]
     assert results[0][0] == [116_002, -122_501, -82_500, 3_000, 65_999, 16_000, 4_000]
     assert_solvent(community)
@@ -183,7 +175,7 @@ def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(community, ad
     community.deliver(unposted, flows)
     alice, bob, carol, dave = members
     for slot in (incomplete, unposted):
-        before = balances(community)
+        before = community.balances()
         (tx,) = community.settle(slot)
         assert logs(tx, "ScheduleMissing") == [(slot,)]
         # alice +900 * 60 = 54000; bob -700 * 250 = -175000; carol -400 * 250 = -100000; dave 3000
@@ -193,7 +185,7 @@ def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(community, ad
             carol: (0, 0, -100_000, 0, 0),
             dave: (0, 0, 3_000, 0, 0),
         }
-        assert deltas(before, balances(community)) == [54_000, -175_000, -100_000, 3_000, 218_000, 0, 0]
+        assert deltas(before, community.balances()) == [54_000, -175_000, -100_000, 3_000, 218_000, 0, 0]
         again = community.settlement.settleUnmetered(slot, [1, 2, 3, 4], {"from": dave})
         assert logs(again, "MemberSettled") == []
     assert_solvent(community)
@@ -205,13 +197,13 @@ def test_a_posted_trade_without_a_reading_is_settled_as_contracted(
     slot = use_optimisation(community, admin)
     post(community, manager, slot, ENTRIES)
     alice, bob, carol, dave = members
-    before = balances(community)
+    before = community.balances()
     community.deliver(slot, {alice: READINGS[0], bob: READINGS[1], dave: READINGS[3]})  # carol is silent
     community.past_deadline(slot)
     (tx,) = community.settle(slot)
     assert set(settled_by_member([tx], logs)) == {alice, bob, dave}
     assert scheduled(community, slot) == [0, 0, -200, 0, 0]  # carol's trade is still to settle
-    middle = balances(community)
+    middle = community.balances()
     # as in test_settle_against_the_posted_trades without carol: the supplier's residual is
     # 25000 - 6000 - 3000 for the imbalances, and -120002 + 90001 for trades only half paid
     assert deltas(before, middle) == [116_002, -122_501, 0, 3_000, -14_001, 14_000, 3_500]
@@ -224,10 +216,10 @@ def test_a_posted_trade_without_a_reading_is_settled_as_contracted(
     assert scheduled(community, slot) == [0, 0, 0, 0, 0]
     # carol -32500; the supplier +30000 (so 15999 in all: 65999 there, less carol's 50000
     # imbalance never metered), DSO +2000, manager +500
-    assert deltas(middle, balances(community)) == [0, 0, -32_500, 0, 30_000, 2_000, 500]
+    assert deltas(middle, community.balances()) == [0, 0, -32_500, 0, 30_000, 2_000, 500]
     again = community.settlement.settleUnmetered(slot, [1, 2, 3, 4], {"from": dave})  # settled once
     assert logs(again, "MemberSettled") == []
-    assert sum(deltas(before, balances(community))) == 0
+    assert sum(deltas(before, community.balances())) == 0
     assert_solvent(community)
 
 

@@ -10,7 +10,6 @@ still open for trading, so that its rules can be set from its first slot on.
 """
 
 import brownie
-
 from conftest import (
     CDA,
     EQUAL,
@@ -22,6 +21,8 @@ from conftest import (
     SETTLED,
     SHAPLEY,
     SHARING,
+    assert_solvent,
+    deltas,
     settlement_config,
 )
 
@@ -42,12 +43,8 @@ def balances(community):
     return [community.market.balanceOf(account) for account in accounts(community)]
 
 
-def deltas(before, after):
-    return [b - a for a, b in zip(before, after)]
 
 
-def assert_solvent(community):
-    assert community.token.balanceOf(community.market) == community.owed()
 
 
 def future_period(community):
@@ -107,7 +104,7 @@ def retained_pot(community, admin, members):
 
 
 def test_savings_are_retained_into_the_period_pot(community, admin, members, logs, plain):
-    period, first, before, txs = retained_pot(community, admin, members)
+    period, _, before, txs = retained_pot(community, admin, members)
     alice, bob, carol, _ = members
     cda = {args[1]: args[2:] for args in logs(txs[0], "MemberSettled")}
     # Cda: alice +200000 for the trade; alone her 1000 Wh would fetch 1000 * 60 = 60000: she saves
@@ -238,7 +235,7 @@ def test_contributions_are_counted_while_slots_settle(community, admin, manager,
 
 def test_proportional_shares(community, admin, manager, members, outsider, logs, plain, error_pattern):
     period, _ = contributions_period(community, admin, manager, members)
-    alice, bob, carol, dave = members
+    _, bob, carol, dave = members
     fund(community, admin, outsider, period, FUNDING)
     contributions = {i: community.settlement.contributionOf(period, i) for i in range(1, 5)}
     reference = proportional_shares(FUNDING, contributions)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import brownie
 import pytest
 from brownie.test import given  # hypothesis.given plus a chain revert before every example
+from conftest import weighted
 from hypothesis import HealthCheck, Phase, note, settings
 from hypothesis import strategies as st
 
@@ -230,20 +231,6 @@ class ToggleMembership:
             )
 
 
-def weighted(*choices):
-    """One of the ``(weight, strategy)`` choices, chosen by weight: hypothesis's own choice
-    between the branches of one_of / sampled_from is far from uniform (and merges identical
-    branches). Shrinks towards the first choice."""
-    total = sum(weight for weight, _ in choices)
-
-    def choose(number):
-        for weight, strategy in choices:
-            if number < weight:
-                return strategy
-            number -= weight
-        raise AssertionError(number)
-
-    return st.integers(0, total - 1).flatmap(choose)
 
 
 ACTOR = weighted((19, st.integers(0, 3)), (1, st.just(ACTORS - 1)))  # rarely the outsider

@@ -30,10 +30,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
+from conftest import CDA, EQUAL, SETTLED, SHARING, send_awaited, settlement_config, weighted
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
-from conftest import CDA, EQUAL, SETTLED, SHARING, send_awaited, settlement_config
 from oracle.readings import Reading, pack
 from settlement.chunks import SlotReading
 from settlement.pricing import SHARING_RULES, slot_amounts, tariff_amount
@@ -71,20 +71,6 @@ class SlotCase:
     chunk: int
 
 
-def weighted(*choices):
-    """One of the ``(weight, strategy)`` choices, chosen by weight (hypothesis's own choice
-    between the branches of one_of / sampled_from is far from uniform; see
-    test_market_stateful.py)."""
-    total = sum(weight for weight, _ in choices)
-
-    def choose(number):
-        for weight, strategy in choices:
-            if number < weight:
-                return strategy
-            number -= weight
-        raise AssertionError(number)
-
-    return st.integers(0, total - 1).flatmap(choose)
 
 
 WH = weighted((1, st.just(0)), (4, st.integers(0, MAX_WH)))
