@@ -26,11 +26,12 @@ from typing import Any
 from web3 import Web3
 
 from oracle.outbox import Entry, Outbox, Status
-from oracle.readings import Reading, unpack_accepted
+from oracle.readings import unpack_accepted
 from peerwatt import artifacts
 from peerwatt.chain import current_slot, request
 from peerwatt.deployment import Deployment
 from peerwatt.errors import PeerwattError, RpcUnavailableError
+from peerwatt.meter_readings import accepted_readings  # noqa: F401  (callers import it from here too)
 from peerwatt.transactions import Receipt, TxSender, call
 
 ORACLE = "MeterOracle"
@@ -184,28 +185,6 @@ def _by_tx(entries: Sequence[Entry]) -> dict[str, list[Entry]]:
     for entry in entries:
         groups.setdefault(entry.tx_hash or "", []).append(entry)
     return groups
-
-
-def accepted_readings(w3: Web3, deployment: Deployment) -> list[tuple[Reading, str]]:
-    """Every reading the oracle accepted, in order, with the hash of its transaction."""
-    logs = request(
-        w3,
-        "eth_getLogs",
-        [
-            {
-                "address": deployment.oracle,
-                "fromBlock": hex(deployment.deploy_block),
-                "toBlock": "latest",
-                "topics": [artifacts.event_topic(ORACLE, "ReadingsAccepted")],
-            }
-        ],
-    )
-    found = []
-    for log in logs:
-        decoded = artifacts.decode_event(log["topics"], log["data"])
-        assert decoded is not None
-        found += [(reading, log["transactionHash"]) for reading in unpack_accepted(decoded[1]["readings"])]
-    return found
 
 
 def last_slot_on_chain(w3: Web3, deployment: Deployment, meter: str) -> int | None:

@@ -7,10 +7,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
+
+from peerwatt.meter_readings import (  # noqa: F401  (the oracle's readings are the core's)
+    ACCEPTED_READING_BYTES,
+    FIELD_BYTES,
+    Reading,
+    commitment_link,
+    unpack_accepted,
+)
 
 DOMAIN_NAME = "Peerwatt MeterOracle"
 DOMAIN_VERSION = "1"
@@ -23,32 +30,6 @@ READING_FIELDS = [
     {"name": "exportRegisterWh", "type": "uint48"},
 ]
 PACKED_READING_BYTES = 109  # MeterOracle.PACKED_READING_BYTES
-ACCEPTED_READING_BYTES = 44  # MeterOracle.ACCEPTED_READING_BYTES: the packed reading without its signature
-_FIELD_BYTES = (20, 4, 4, 4, 6, 6)  # meter, slot, importWh, exportWh, importRegisterWh, exportRegisterWh
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a meter reports for one slot: the energy that flowed in it and its registers at the
-    slot's end (Wh)."""
-
-    meter: str
-    slot: int
-    import_wh: int
-    export_wh: int
-    import_register_wh: int
-    export_register_wh: int
-
-    def as_tuple(self) -> tuple[str, int, int, int, int, int]:
-        """ABI order of IMeterOracle.Reading."""
-        return (
-            self.meter,
-            self.slot,
-            self.import_wh,
-            self.export_wh,
-            self.import_register_wh,
-            self.export_register_wh,
-        )
 
 
 @dataclass(frozen=True)
@@ -101,31 +82,10 @@ class SignedReading:
         """The reading's 109 bytes in a batch."""
         fields = self.reading.as_tuple()
         head = bytes.fromhex(fields[0][2:].rjust(40, "0"))
-        head += b"".join(value.to_bytes(size, "big") for value, size in zip(fields[1:], _FIELD_BYTES[1:], strict=True))
+        head += b"".join(value.to_bytes(size, "big") for value, size in zip(fields[1:], FIELD_BYTES[1:], strict=True))
         return head + self.r.to_bytes(32, "big") + self.s.to_bytes(32, "big") + bytes([self.v])
 
 
 def pack(readings: Iterable[SignedReading]) -> bytes:
     """A batch for ``MeterOracle.submitReadings``."""
     return b"".join(reading.packed() for reading in readings)
-
-
-def unpack_accepted(data: bytes) -> list[Reading]:
-    """The readings of a ``ReadingsAccepted`` event (44 bytes each)."""
-    readings = []
-    for start in range(0, len(data), ACCEPTED_READING_BYTES):
-        record = data[start : start + ACCEPTED_READING_BYTES]
-        values, offset = [], 20
-        for size in _FIELD_BYTES[1:]:
-            values.append(int.from_bytes(record[offset : offset + size], "big"))
-            offset += size
-        readings.append(Reading(to_checksum_address(record[:20]), *values))
-    return readings
-
-
-def commitment_link(chain: int, member_id: int, slot: int, import_wh: int, export_wh: int) -> int:
-    """The next value of a slot's hash chain after an accepted reading, as
-    ``MeterOracle.slotCommitment`` defines it: ``uint224(keccak256(abi.encode(chain, memberId,
-    slot, importWh, exportWh)))``."""
-    encoded = abi_encode(["uint224", "uint32", "uint32", "uint32", "uint32"], [chain, member_id, slot, import_wh, export_wh])
-    return int.from_bytes(keccak(encoded), "big") % 2**224

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from oracle.readings import commitment_link
+from peerwatt.meter_readings import commitment_link
 
 CHUNK_READING_BYTES = 12  # CommunitySettlement.CHUNK_READING_BYTES
 SCHEDULE_ENTRY_BYTES = 12  # CommunitySettlement.SCHEDULE_ENTRY_BYTES

@@ -14,12 +14,12 @@ from typing import Any
 
 from web3 import Web3
 
-from oracle.pusher import accepted_readings
 from peerwatt import artifacts
 from peerwatt.chain import latest_timestamp, request
 from peerwatt.config import SettlementRules
 from peerwatt.deployment import Deployment
 from peerwatt.errors import ConflictError, InputError
+from peerwatt.meter_readings import accepted_readings
 from peerwatt.transactions import Receipt, TxSender, call
 from settlement.chunks import DEFAULT_CHUNK_READINGS, SlotReading, backward_chunks, chain_values, pack_schedule
 

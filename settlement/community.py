@@ -57,7 +57,7 @@ from peerwatt.errors import InputError
 from peerwatt.units import WH_PER_KWH
 
 if TYPE_CHECKING:
-    from oracle.simulated import Site
+    from peerwatt.profiles import Site
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86_400
@@ -320,7 +320,7 @@ def _community_from_document(document: Any, horizon: int) -> Community:
 
 
 def _site(raw: Any) -> Site:
-    from oracle.simulated import Site  # the simulation's site model (pvlib and time zone)
+    from peerwatt.profiles import Site  # the profiles' site model (pvlib and time zone)
 
     if raw is None:
         return Site()
@@ -428,7 +428,7 @@ def _simulated_energy(
 ) -> dict[int, tuple[np.ndarray | None, np.ndarray | None]]:
     """(load_wh, pv_wh) of the members whose file asks for simulated profiles, by position;
     None where the member gives that series explicitly."""
-    from oracle.simulated import MemberProfile, slot_energy_wh  # pvlib and demandlib are slow to import
+    from peerwatt.profiles import MemberProfile, slot_energy_wh  # pvlib and demandlib are slow to import
 
     profiles: dict[int, MemberProfile] = {}
     for index, spec in enumerate(specs):

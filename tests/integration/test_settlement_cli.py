@@ -16,7 +16,6 @@ from peerwatt.deployment import Deployment
 from peerwatt.transactions import call
 from settlement.pricing import slot_amounts
 
-SLOT_SECONDS = CommunityConfig().slot_seconds
 WINDOW = CommunityConfig().reading_window_seconds
 PI, PE = 250_000, 60_000
 HEADER = "meter,slot,import_wh,export_wh,import_register_wh,export_register_wh"
@@ -33,12 +32,22 @@ def next_open_slot(cli: Cli) -> int:
     return int(call(connect(cli.rpc_url), deployment.market, "CdaMarket", "nextOpenSlot")[0])
 
 
+def advance_to(cli: Cli, timestamp: int) -> None:
+    """Moves chain time on to ``timestamp`` (if it is not there yet)."""
+    now = int(connect(cli.rpc_url).eth.get_block("latest")["timestamp"])
+    if now < timestamp:
+        cli.ok("chain", "advance", "--seconds", timestamp - now)
+
+
+def end_slot(cli: Cli, slot: int) -> None:
+    """Chain time past the end of ``slot``: its readings can be pushed."""
+    advance_to(cli, Deployment.load(cli.deployment).slot_clock.slot_start(slot + 1) + 1)
+
+
 def past_deadline(cli: Cli, slot: int) -> None:
     deployment = Deployment.load(cli.deployment)
-    w3 = connect(cli.rpc_url)
-    deadline = int(call(w3, deployment.settlement, "CommunitySettlement", "readingDeadline", slot)[0])
-    now = int(w3.eth.get_block("latest")["timestamp"])
-    cli.ok("chain", "advance", "--seconds", max(deadline - now, 0) + 1)
+    deadline = int(call(connect(cli.rpc_url), deployment.settlement, "CommunitySettlement", "readingDeadline", slot)[0])
+    advance_to(cli, deadline + 1)
 
 
 def balances(cli: Cli) -> dict[str, int]:
@@ -56,7 +65,7 @@ def test_a_cda_slot_settles_against_readings(new_cli: Callable[[], Cli]) -> None
     slot = next_open_slot(cli)
     cli.ok("order", "place", "--member", "member0", "--slot", slot, "--side", "sell", "--price", 200_000, "--qty", 1000)
     cli.ok("order", "place", "--member", "member1", "--slot", slot, "--side", "buy", "--price", 200_000, "--qty", 1000)
-    cli.ok("chain", "advance", "--seconds", 2 * SLOT_SECONDS)
+    end_slot(cli, slot)
     push_readings(cli, slot, {"member0": (0, 800), "member1": (1300, 0), "member2": (100, 50)})
     early = cli.fails("settle", "--slot", slot, match="reading deadline")
     assert "3 of 4 readings in" in early.stderr
@@ -90,7 +99,7 @@ def test_a_sharing_slot_matches_the_reference_rule(new_cli: Callable[[], Cli]) -
     cli.ok("deploy", "--members", 4, "--mode", "sharing", "--rule", "sdr")
     slot = next_open_slot(cli)
     flows = {"member0": (0, 1200), "member1": (900, 0), "member2": (700, 30), "member3": (5, 400)}
-    cli.ok("chain", "advance", "--seconds", 2 * SLOT_SECONDS)
+    end_slot(cli, slot)
     cli.fails("statements", "--slot", slot, match="not settled")
     push_readings(cli, slot, flows)
     before = balances(cli)
@@ -143,7 +152,7 @@ def test_an_optimisation_schedule_is_cleared_posted_and_settled(new_cli: Callabl
     assert posted[("member0", 0)][1] > 0 and sum(posted[(f"member{n}", 0)][1] for n in range(4)) == 0
     price = posted[("member0", 0)][2]
     assert 60_000 <= price <= 250_000
-    cli.ok("chain", "advance", "--seconds", 3 * SLOT_SECONDS)
+    end_slot(cli, first)
     flows = {f"member{n}": (max(-posted[(f"member{n}", 0)][0], 0), max(posted[(f"member{n}", 0)][0], 0)) for n in range(4)}
     push_readings(cli, first, flows)  # every member delivers exactly its schedule
     cli.ok("settle", "--slot", first)
@@ -165,7 +174,7 @@ def test_savings_kept_in_a_period_are_shared_equally(new_cli: Callable[[], Cli])
     period = (next_open_slot(cli) + 1) // 2
     slots = (2 * period, 2 * period + 1)
     flows = {"member0": (0, 2000), "member1": (1500, 0), "member2": (700, 0), "member3": (0, 100)}
-    cli.ok("chain", "advance", "--seconds", (slots[1] - next_open_slot(cli) + 3) * SLOT_SECONDS)
+    end_slot(cli, slots[1])
     rows = [f"{m},{slot},{imp},{exp},{imp * k},{exp * k}" for k, slot in enumerate(slots, 1) for m, (imp, exp) in flows.items()]
     cli.ok("readings", "push", write_csv(cli.workdir / "period.csv", rows, HEADER))
     cli.fails("shares", "--period", period, "--rule", "equal", "--post", match="slots settled")
