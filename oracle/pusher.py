@@ -31,10 +31,9 @@ from peerwatt import artifacts
 from peerwatt.chain import current_slot, request
 from peerwatt.deployment import Deployment
 from peerwatt.errors import PeerwattError, RpcUnavailableError
-from peerwatt.meter_readings import accepted_readings  # noqa: F401  (callers import it from here too)
+from peerwatt.meter_readings import ORACLE
 from peerwatt.transactions import Receipt, TxSender, call
 
-ORACLE = "MeterOracle"
 DEFAULT_BATCH = 100
 TX_BASE_GAS = 60_000
 GAS_PER_READING = 40_000  # a reading costs 13k-33k (benchmarks/oracle_gas.py): ample room

@@ -15,10 +15,11 @@ from typing import Any
 from web3 import Web3
 
 from peerwatt import artifacts
-from peerwatt.chain import latest_timestamp, request
+from peerwatt.chain import latest_timestamp
 from peerwatt.config import MarketParams
 from peerwatt.deployment import Deployment
 from peerwatt.errors import ContractRevertError, InputError
+from peerwatt.events import events
 from peerwatt.order_ids import ORDER_ID_BITS
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import Receipt, TxSender, call, eth_call
@@ -314,25 +315,8 @@ class Market:
     def trades(self, slot: int) -> list[Trade]:
         """Every trade of ``slot`` in execution order (block, then log position)."""
         check_uint("slot", slot, 32)
-        logs = request(
-            self.w3,
-            "eth_getLogs",
-            [
-                {
-                    "address": self.address,
-                    "fromBlock": hex(self.deployment.deploy_block),
-                    "toBlock": "latest",
-                    "topics": [artifacts.event_topic(MARKET, "TradeExecuted"), "0x" + slot.to_bytes(32, "big").hex()],
-                }
-            ],
-        )
-        logs.sort(key=lambda log: (int(log["blockNumber"], 16), int(log["logIndex"], 16)))
-        trades = []
-        for log in logs:
-            decoded = artifacts.decode_event(log["topics"], log["data"])
-            if decoded is not None and decoded[0] == "TradeExecuted":
-                trades.append(_trade(decoded[1], log["transactionHash"]))
-        return trades
+        found = events(self.w3, self.address, self.deployment.deploy_block, MARKET, "TradeExecuted", slot)
+        return [_trade(event.args, event.tx_hash) for event in found]
 
     # ------------------------------------------------------- transaction data
 

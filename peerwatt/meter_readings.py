@@ -11,9 +11,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
-from peerwatt import artifacts
-from peerwatt.chain import request
 from peerwatt.deployment import Deployment
+from peerwatt.events import events
 
 ORACLE = "MeterOracle"
 ACCEPTED_READING_BYTES = 44  # MeterOracle.ACCEPTED_READING_BYTES: the packed reading without its signature
@@ -61,27 +60,15 @@ def commitment_link(chain: int, member_id: int, slot: int, import_wh: int, expor
     """The next value of a slot's hash chain after an accepted reading, as
     ``MeterOracle.slotCommitment`` defines it: ``uint224(keccak256(abi.encode(chain, memberId,
     slot, importWh, exportWh)))``."""
-    encoded = abi_encode(["uint224", "uint32", "uint32", "uint32", "uint32"], [chain, member_id, slot, import_wh, export_wh])
+    encoded = abi_encode(
+        ["uint224", "uint32", "uint32", "uint32", "uint32"], [chain, member_id, slot, import_wh, export_wh]
+    )
     return int.from_bytes(keccak(encoded), "big") % 2**224
 
 
 def accepted_readings(w3: Web3, deployment: Deployment) -> list[tuple[Reading, str]]:
     """Every reading the oracle accepted, in order, with the hash of its transaction."""
-    logs = request(
-        w3,
-        "eth_getLogs",
-        [
-            {
-                "address": deployment.oracle,
-                "fromBlock": hex(deployment.deploy_block),
-                "toBlock": "latest",
-                "topics": [artifacts.event_topic(ORACLE, "ReadingsAccepted")],
-            }
-        ],
-    )
     found = []
-    for log in logs:
-        decoded = artifacts.decode_event(log["topics"], log["data"])
-        assert decoded is not None
-        found += [(reading, log["transactionHash"]) for reading in unpack_accepted(decoded[1]["readings"])]
+    for event in events(w3, deployment.oracle, deployment.deploy_block, ORACLE, "ReadingsAccepted"):
+        found += [(reading, event.tx_hash) for reading in unpack_accepted(event.args["readings"])]
     return found

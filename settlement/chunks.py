@@ -32,9 +32,7 @@ class SlotReading:
         return self.export_wh - self.import_wh
 
     def packed(self) -> bytes:
-        return (
-            self.member_id.to_bytes(4, "big") + self.import_wh.to_bytes(4, "big") + self.export_wh.to_bytes(4, "big")
-        )
+        return self.member_id.to_bytes(4, "big") + self.import_wh.to_bytes(4, "big") + self.export_wh.to_bytes(4, "big")
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,17 @@ from typing import Any
 from web3 import Web3
 
 from peerwatt import artifacts
-from peerwatt.chain import latest_timestamp, request
+from peerwatt.chain import latest_timestamp
 from peerwatt.config import SettlementRules
 from peerwatt.deployment import Deployment
 from peerwatt.errors import ConflictError, InputError
-from peerwatt.meter_readings import accepted_readings
+from peerwatt.events import events
+from peerwatt.meter_readings import ORACLE, accepted_readings
 from peerwatt.transactions import Receipt, TxSender, call
 from settlement.chunks import DEFAULT_CHUNK_READINGS, SlotReading, backward_chunks, chain_values, pack_schedule
 
 SETTLEMENT = "CommunitySettlement"
-ORACLE = "MeterOracle"
+
 MARKET = "CdaMarket"
 PHASES = ("open", "tallying", "paying", "settled")  # ICommunitySettlement.Phase
 STATEMENT_COLUMNS = (
@@ -76,6 +77,7 @@ class Settlement:
         self.address = deployment.settlement
         self.sender = sender or TxSender(w3)
         self._member_ids: dict[str, int] = {}
+        self._meter_ids: dict[str, int] = {}
 
     # ------------------------------------------------------------------ views
 
@@ -105,21 +107,29 @@ class Settlement:
 
     def slot_readings(self, slot: int) -> list[SlotReading]:
         """The slot's committed readings in acceptance order, checked against the commitment."""
-        meters: dict[str, int] = {}
-        readings = []
+        return self.slots_readings([slot])[slot]
+
+    def slots_readings(self, slots: Iterable[int]) -> dict[int, list[SlotReading]]:
+        """:meth:`slot_readings` of several slots from one read of the oracle's events."""
+        wanted = {slot: [] for slot in slots}
         for reading, _ in accepted_readings(self.w3, self.deployment):
-            if reading.slot != slot:
-                continue
-            if reading.meter not in meters:
-                meters[reading.meter] = int(call(self.w3, self.deployment.oracle, ORACLE, "meter", reading.meter)[0][1])
-            readings.append(SlotReading(meters[reading.meter], reading.import_wh, reading.export_wh))
-        chain, count = call(self.w3, self.deployment.oracle, ORACLE, "slotCommitment", slot)
-        if count != len(readings) or chain_values(slot, readings)[-1] != int.from_bytes(chain, "big"):
-            raise ConflictError(
-                f"the node's logs hold {len(readings)} readings for slot {slot} that do not match its on-chain "
-                f"commitment ({count} readings); was the chain restored from a state file without its logs?"
-            )
-        return readings
+            if reading.slot in wanted:
+                wanted[reading.slot].append(
+                    SlotReading(self._meter_member_id(reading.meter), reading.import_wh, reading.export_wh)
+                )
+        for slot, readings in wanted.items():
+            chain, count = call(self.w3, self.deployment.oracle, ORACLE, "slotCommitment", slot)
+            if count != len(readings) or chain_values(slot, readings)[-1] != int.from_bytes(chain, "big"):
+                raise ConflictError(
+                    f"the node's logs hold {len(readings)} readings for slot {slot} that do not match its on-chain "
+                    f"commitment ({count} readings); was the chain restored from a state file without its logs?"
+                )
+        return wanted
+
+    def _meter_member_id(self, meter: str) -> int:
+        if meter not in self._meter_ids:
+            self._meter_ids[meter] = int(call(self.w3, self.deployment.oracle, ORACLE, "meter", meter)[0][1])
+        return self._meter_ids[meter]
 
     # ------------------------------------------------------------ settlement
 
@@ -156,7 +166,9 @@ class Settlement:
             for chunk in chunks:
                 from_chain = chunk.from_chain_bytes if chunk else bytes(32)
                 data = settle.encode(slot, from_chain, chunk.data if chunk else b"")
-                outcome.receipts.append(self.sender.mined(self.sender.send(self.deployment.deployer, self.address, data)))
+                outcome.receipts.append(
+                    self.sender.mined(self.sender.send(self.deployment.deployer, self.address, data))
+                )
             state = self.slot_state(slot)
         outcome.members_settled = len(readings)
         metered = {reading.member_id for reading in readings}
@@ -174,18 +186,11 @@ class Settlement:
 
     # ------------------------------------------------------------ statements
 
-    def _logs(self, event: str, slot: int | None = None) -> list[dict[str, Any]]:
-        topics: list[Any] = [artifacts.event_topic(SETTLEMENT, event)]
-        if slot is not None:
-            topics.append("0x" + slot.to_bytes(32, "big").hex())
-        logs = request(
-            self.w3,
-            "eth_getLogs",
-            [{"address": self.address, "fromBlock": hex(self.deployment.deploy_block), "toBlock": "latest", "topics": topics}],
-        )
-        logs.sort(key=lambda log: (int(log["blockNumber"], 16), int(log["logIndex"], 16)))
-        decoded = [artifacts.decode_event(log["topics"], log["data"]) for log in logs]
-        return [args for item in decoded if item is not None for args in [item[1]]]
+    def _events(self, name: str, indexed: int) -> list[dict[str, Any]]:
+        return [
+            event.args
+            for event in events(self.w3, self.address, self.deployment.deploy_block, SETTLEMENT, name, indexed)
+        ]
 
     def statements(self, slot: int) -> list[dict[str, Any]]:
         """One row per member settled in ``slot`` (STATEMENT_COLUMNS; amounts in base units,
@@ -199,10 +204,10 @@ class Settlement:
         period_slots = self.period_slots()
         shares: dict[str, int] = {}
         if (slot + 1) % period_slots == 0:
-            for args in self._logs("ShareDistributed", slot // period_slots):
+            for args in self._events("ShareDistributed", slot // period_slots):
                 shares[args["member"].lower()] = shares.get(args["member"].lower(), 0) + int(args["amount"])
         rows = []
-        for args in self._logs("MemberSettled", slot):
+        for args in self._events("MemberSettled", slot):
             address = args["member"]
             reading = flows.get(self.member_id(address))
             import_wh = reading.import_wh if reading else 0
@@ -226,8 +231,15 @@ class Settlement:
                 }
             )
         for address, share in shares.items():  # shares of members not settled in this slot
-            rows.append({**dict.fromkeys(STATEMENT_COLUMNS, 0), "member": names.get(address, address), "slot": slot,
-                         "share": share, "net_amount": share})
+            rows.append(
+                {
+                    **dict.fromkeys(STATEMENT_COLUMNS, 0),
+                    "member": names.get(address, address),
+                    "slot": slot,
+                    "share": share,
+                    "net_amount": share,
+                }
+            )
         return rows
 
     # -------------------------------------------------------------- posting
@@ -271,4 +283,3 @@ class Settlement:
 
     def contributions(self, period: int, member_ids: Iterable[int]) -> dict[int, int]:
         return {member_id: int(self._view("contributionOf", period, member_id)[0]) for member_id in member_ids}
-

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from oracle.outbox import Outbox, Status, outbox_path
-from oracle.pusher import DEFAULT_BATCH, ORACLE, Pusher, PushResult, accepted_readings, last_slot_on_chain
+from oracle.pusher import DEFAULT_BATCH, ORACLE, Pusher, PushResult, last_slot_on_chain
 from oracle.readings import OracleDomain, SignedReading
 from oracle.sources import read_csv
 from oracle.validation import ValidReading, validate, write_quarantine
@@ -26,6 +26,7 @@ from peerwatt.cli.output import TableFormat, emit_rows, note
 from peerwatt.deployment import Deployment
 from peerwatt.dev_keys import DevMeterKey, create_dev_keys, key_store_path, load_dev_keys, save_dev_keys
 from peerwatt.errors import ConflictError, InputError, NotFoundError
+from peerwatt.meter_readings import accepted_readings
 from peerwatt.transactions import TxSender
 
 READING_COLUMNS = (

@@ -70,7 +70,9 @@ def statements(
 @rules_app.callback(invoke_without_command=True)
 def rules(
     ctx: typer.Context,
-    slot: Annotated[Optional[int], typer.Option("--slot", min=0, max=UINT32, help="Slot to show (default: next open).")] = None,
+    slot: Annotated[
+        Optional[int], typer.Option("--slot", min=0, max=UINT32, help="Slot to show (default: next open).")
+    ] = None,
 ) -> None:
     """Show the rules in force for a slot."""
     if ctx.invoked_subcommand is not None:
@@ -88,7 +90,9 @@ def rules_set(
     rule: Annotated[str, typer.Option("--rule", help=f"Sharing rule: {', '.join(SHARING_RULES)}.")] = "mmr",
     share_rule: Annotated[str, typer.Option("--share-rule", help=f"One of {', '.join(SHARE_RULES)}.")] = "equal",
     grid_fee: Annotated[int, typer.Option("--grid-fee", min=0, max=UINT32, help="DSO fee, base units/kWh.")] = 0,
-    manager_fee: Annotated[int, typer.Option("--manager-fee", min=0, max=UINT32, help="Manager fee, base units/kWh.")] = 0,
+    manager_fee: Annotated[
+        int, typer.Option("--manager-fee", min=0, max=UINT32, help="Manager fee, base units/kWh.")
+    ] = 0,
     savings_bps: Annotated[
         int, typer.Option("--savings-share-bps", min=0, max=10_000, help="Savings kept for the profit-share pot.")
     ] = 0,
@@ -144,7 +148,9 @@ def shares(
         result = compute_shares(
             "shapley", pot, members=active, net_export_wh=net, import_price=tariffs[0], export_price=tariffs[1]
         )
-    rows = [{"member": ids[member_id], "member_id": member_id, "share": share} for member_id, share in result.shares.items()]
+    rows = [
+        {"member": ids[member_id], "member_id": member_id, "share": share} for member_id, share in result.shares.items()
+    ]
     emit_rows(rows, ("member", "member_id", "share"), fmt)
     note(
         f"period {period}: pot {format_tokens(pot)} tokens, {result.method} shares"
@@ -156,14 +162,17 @@ def shares(
         note(f"paid in {len(receipts)} transactions, {sum(r.gas_used for r in receipts)} gas")
 
 
-def _period_net_exports(settlement: Settlement, period: int, period_slots: int, member_ids: list[int]) -> list[list[int]]:
+def _period_net_exports(
+    settlement: Settlement, period: int, period_slots: int, member_ids: list[int]
+) -> list[list[int]]:
     """Members' metered net exports (Wh) per slot of the period, rows in ``member_ids`` order."""
     index = {member_id: row for row, member_id in enumerate(member_ids)}
     net = [[0] * period_slots for _ in member_ids]
-    for offset in range(period_slots):
-        for reading in settlement.slot_readings(period * period_slots + offset):
+    first = period * period_slots
+    for slot, readings in settlement.slots_readings(range(first, first + period_slots)).items():
+        for reading in readings:
             if reading.member_id in index:
-                net[index[reading.member_id]][offset] = reading.net_export_wh
+                net[index[reading.member_id]][slot - first] = reading.net_export_wh
     return net
 
 
@@ -178,20 +187,23 @@ def _next_open_slot(app_ctx: AppContext) -> int:
 @app.command()
 def clear(
     ctx: typer.Context,
-    input_file: Annotated[Path, typer.Option("--input", help="community.yaml: members' forecasts, batteries, tariffs.")],
+    input_file: Annotated[
+        Path, typer.Option("--input", help="community.yaml: members' forecasts, batteries, tariffs.")
+    ],
     horizon: Annotated[int, typer.Option("--horizon", min=1, max=100_000, help="Slots to schedule.")] = 96,
     post: Annotated[bool, typer.Option("--post", help="Post the result for the optimisation slots ahead.")] = False,
     from_slot: Annotated[
         Optional[int], typer.Option("--from-slot", min=0, max=UINT32, help="First slot posted (default: next open).")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for the schedule and the optimality certificate.")] = Path(
-        "clearing"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the schedule and the optimality certificate.")
+    ] = Path("clearing"),
 ) -> None:
     """Clear the community by optimisation (HiGHS LP) and write (or --post) the schedule."""
     community = load_community(input_file, horizon)
     app_ctx = context(ctx)
     settlement = None
+    first = 0
     if post:
         settlement = _settlement(app_ctx)
         first = _next_open_slot(app_ctx) if from_slot is None else from_slot
@@ -217,7 +229,6 @@ def clear(
         f"(relative duality gap {certificate_gap:.1e})"
     )
     if settlement is not None:
-        first = _next_open_slot(app_ctx) if from_slot is None else from_slot
         result_hash = keccak(schedule.read_bytes())
         ids = [settlement.member_id(app_ctx.deployment().member_address(name)) for name in posted.member_names]
         gas = 0
@@ -263,6 +274,11 @@ def _write_schedule(path: Path, posted: PostedClearing) -> None:
         for row, name in enumerate(posted.member_names):
             for offset in range(posted.price_per_kwh.size):
                 writer.writerow(
-                    (name, offset, posted.net_export_wh[row, offset], posted.internal_wh[row, offset],
-                     posted.price_per_kwh[offset])
+                    (
+                        name,
+                        offset,
+                        posted.net_export_wh[row, offset],
+                        posted.internal_wh[row, offset],
+                        posted.price_per_kwh[offset],
+                    )
                 )

@@ -18,10 +18,11 @@ from eth_account import Account
 from peerwatt_cli import ENGINES, PEERWATT, Cli, start_community, write_csv
 
 from oracle.outbox import Outbox, outbox_path
-from oracle.pusher import BLOCK_GAS_SHARE, GAS_PER_READING, TX_BASE_GAS, Pusher, accepted_readings
+from oracle.pusher import BLOCK_GAS_SHARE, GAS_PER_READING, TX_BASE_GAS, Pusher
 from peerwatt.chain import connect
 from peerwatt.config import CommunityConfig
 from peerwatt.deployment import Deployment
+from peerwatt.meter_readings import accepted_readings
 from peerwatt.transactions import call
 
 HEADER = "meter,slot,import_wh,export_wh,import_register_wh,export_register_wh"

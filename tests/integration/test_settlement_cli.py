@@ -55,7 +55,10 @@ def balances(cli: Cli) -> dict[str, int]:
     deployment = Deployment.load(cli.deployment)
     w3 = connect(cli.rpc_url)
     accounts = {**deployment.members, **deployment.parties}
-    return {name: int(call(w3, deployment.market, "CdaMarket", "balanceOf", address)[0]) for name, address in accounts.items()}
+    return {
+        name: int(call(w3, deployment.market, "CdaMarket", "balanceOf", address)[0])
+        for name, address in accounts.items()
+    }
 
 
 def test_a_cda_slot_settles_against_readings(new_cli: Callable[[], Cli]) -> None:
@@ -75,7 +78,7 @@ def test_a_cda_slot_settles_against_readings(new_cli: Callable[[], Cli]) -> None
     assert "3 readings, 0 members without a reading" in settled.stdout
     rows = {row["member"]: row for row in cli.ok("statements", "--slot", slot, "--format", "json").json()}
     # member0: +200000 for the trade, 200 Wh short bought at import (-50000), grid fee 1000 Wh * 1 = 1000
-    assert rows["member0"] | {} == {
+    assert rows["member0"] == {
         "member": "member0", "slot": slot, "import_wh": 0, "export_wh": 800, "contracted_wh": 1000,
         "imbalance_wh": -200, "energy_amount": 200_000, "imbalance_amount": -50_000, "fees": 1_000, "share": 0,
         "net_amount": 149_000,
@@ -118,6 +121,9 @@ def test_a_sharing_slot_matches_the_reference_rule(new_cli: Callable[[], Cli]) -
         (("rules", "set", "--mode", "barter"), "unknown mode 'barter'"),
         (("deploy", "--rule", "fair"), "unknown rule 'fair'"),
         (("shares", "--period", 0, "--rule", "shapley"), "published share rule is equal"),
+        (("rules", "set", "--mode", "sharing", "--from-slot", 0), "SettlementConfigNotFuture"),
+        (("clear", "--input", "missing.yaml", "--horizon", 4), "cannot read"),
+        (("settle", "--slot", 4_000_000_000), "cannot be settled before its reading deadline"),
     ],
 )
 def test_bad_settlement_input_is_refused_in_one_line(community: Cli, args: tuple[object, ...], match: str) -> None:
@@ -153,7 +159,9 @@ def test_an_optimisation_schedule_is_cleared_posted_and_settled(new_cli: Callabl
     price = posted[("member0", 0)][2]
     assert 60_000 <= price <= 250_000
     end_slot(cli, first)
-    flows = {f"member{n}": (max(-posted[(f"member{n}", 0)][0], 0), max(posted[(f"member{n}", 0)][0], 0)) for n in range(4)}
+    flows = {
+        f"member{n}": (max(-posted[(f"member{n}", 0)][0], 0), max(posted[(f"member{n}", 0)][0], 0)) for n in range(4)
+    }
     push_readings(cli, first, flows)  # every member delivers exactly its schedule
     cli.ok("settle", "--slot", first)
     statements = {row["member"]: row for row in cli.ok("statements", "--slot", first, "--format", "json").json()}
@@ -175,7 +183,11 @@ def test_savings_kept_in_a_period_are_shared_equally(new_cli: Callable[[], Cli])
     slots = (2 * period, 2 * period + 1)
     flows = {"member0": (0, 2000), "member1": (1500, 0), "member2": (700, 0), "member3": (0, 100)}
     end_slot(cli, slots[1])
-    rows = [f"{m},{slot},{imp},{exp},{imp * k},{exp * k}" for k, slot in enumerate(slots, 1) for m, (imp, exp) in flows.items()]
+    rows = [
+        f"{m},{slot},{imp},{exp},{imp * k},{exp * k}"
+        for k, slot in enumerate(slots, 1)
+        for m, (imp, exp) in flows.items()
+    ]
     cli.ok("readings", "push", write_csv(cli.workdir / "period.csv", rows, HEADER))
     cli.fails("shares", "--period", period, "--rule", "equal", "--post", match="slots settled")
     retained = 0
