@@ -5,7 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ICdaMarket} from "./interfaces/ICdaMarket.sol";
-import {IMarketLedger} from "./interfaces/IMarketLedger.sol";
+import {IMarketLedger, LEDGER_CLOSE_POSITION, LEDGER_PAYMENT_BYTES} from "./interfaces/IMarketLedger.sol";
 import {CommunityRegistry} from "./CommunityRegistry.sol";
 import {EnergyMath} from "./libraries/EnergyMath.sol";
 import {OrderIds} from "./libraries/OrderIds.sol";
@@ -212,41 +212,73 @@ contract CdaMarket is ICdaMarket, IMarketLedger, CommunityRegistry {
     }
 
     /// @inheritdoc IMarketLedger
-    function settlementPositions(uint32 slot, uint32[] calldata memberIds, bool withPositions)
+    function settlementPositions(uint32 slot, bytes calldata records, uint256 recordBytes, bool withPositions)
         external
         view
-        returns (address[] memory accounts, Position[] memory positions)
+        returns (bytes memory packed)
     {
-        accounts = new address[](memberIds.length);
-        positions = new Position[](memberIds.length);
+        if (recordBytes < 4 || records.length % recordBytes != 0) {
+            revert LedgerMalformedRecords(records.length, recordBytes);
+        }
+        uint256 count = records.length / recordBytes;
+        packed = new bytes(count * 64);
         mapping(address member => Position) storage slotPositions = _positions[slot];
-        for (uint256 i = 0; i < memberIds.length; ++i) {
-            address account = memberAddress(memberIds[i]);
-            if (account == address(0)) revert LedgerNotMemberId(memberIds[i]);
-            accounts[i] = account;
-            if (withPositions) positions[i] = slotPositions[account];
+        for (uint256 i = 0; i < count; ) {
+            uint32 memberId;
+            assembly ("memory-safe") {
+                memberId := shr(224, calldataload(add(records.offset, mul(i, recordBytes)))) // in bounds
+            }
+            address account = memberAddress(memberId);
+            if (account == address(0)) revert LedgerNotMemberId(memberId);
+            uint256 position = 0;
+            if (withPositions) {
+                Position storage p = slotPositions[account];
+                position = uint256(p.boughtWh) | (uint256(p.soldWh) << 64) | (uint256(p.paid) << 128)
+                    | (uint256(p.received) << 192);
+            }
+            assembly ("memory-safe") {
+                let at := add(add(packed, 0x20), mul(i, 0x40))
+                mstore(at, account)
+                mstore(add(at, 0x20), position)
+            }
+            unchecked {
+                ++i;
+            }
         }
     }
 
     /// @inheritdoc IMarketLedger
-    function applySettlement(uint32 slot, address[] calldata closing, Payment[] calldata payments)
+    function applySettlement(uint32 slot, bytes calldata payments)
         external
         onlyRole(SETTLEMENT_ROLE)
         returns (int256 supplierAmount)
     {
         address supplier = _supplier;
         if (supplier == address(0)) revert LedgerNoSupplier();
-        uint256 released = 0;
+        if (payments.length % LEDGER_PAYMENT_BYTES != 0) {
+            revert LedgerMalformedRecords(payments.length, LEDGER_PAYMENT_BYTES);
+        }
         mapping(address member => Position) storage slotPositions = _positions[slot];
-        for (uint256 i = 0; i < closing.length; ++i) {
-            released += slotPositions[closing[i]].paid;
-            delete slotPositions[closing[i]];
-        }
         // residual = released - sum(amounts) - debts taken on + debts repaid
-        supplierAmount = SafeCast.toInt256(released);
-        for (uint256 i = 0; i < payments.length; ++i) {
-            supplierAmount -= _applyPayment(payments[i].account, payments[i].amount);
+        uint256 released = 0;
+        int256 applied = 0;
+        for (uint256 offset = 0; offset < payments.length; ) {
+            uint256 record;
+            assembly ("memory-safe") {
+                record := calldataload(add(payments.offset, offset)) // in bounds: whole records
+            }
+            address account = address(uint160(record >> 96));
+            unchecked {
+                // uint64 payments and int95 amounts, fewer than 2^32 records
+                if (record & LEDGER_CLOSE_POSITION != 0) {
+                    released += slotPositions[account].paid;
+                    delete slotPositions[account];
+                }
+                applied += _applyPayment(account, int96(uint96(record)) >> 1); // the int95 amount
+                offset += LEDGER_PAYMENT_BYTES;
+            }
         }
+        supplierAmount = SafeCast.toInt256(released) - applied;
         Account storage supplierAcc = _accounts[supplier];
         uint256 balance = supplierAcc.balance;
         if (supplierAmount >= 0) {

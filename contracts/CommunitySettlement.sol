@@ -3,10 +3,9 @@ pragma solidity 0.8.37;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {ICdaMarket} from "./interfaces/ICdaMarket.sol";
 import {ICommunityRegistry} from "./interfaces/ICommunityRegistry.sol";
 import {ICommunitySettlement} from "./interfaces/ICommunitySettlement.sol";
-import {IMarketLedger} from "./interfaces/IMarketLedger.sol";
+import {IMarketLedger, LEDGER_CLOSE_POSITION, LEDGER_PAYMENT_BYTES} from "./interfaces/IMarketLedger.sol";
 import {IMeterOracle} from "./interfaces/IMeterOracle.sol";
 import {SharingPrices} from "./libraries/SharingPrices.sol";
 
@@ -15,10 +14,11 @@ import {SharingPrices} from "./libraries/SharingPrices.sol";
 /// ({IMarketLedger}), which gives the supplier the residual of every application: each chunk,
 /// and so each slot, is budget-balanced to the base unit, and the market stays solvent.
 /// @dev Per member and slot, settlement reads the member's address and position (two cold
-/// words), writes its account (one word) and closes its position, and emits one event; the
-/// reading itself comes from calldata, checked against the oracle's hash chain. Nothing loops
-/// over members beyond the chunk a caller passes. The profit-share pot is this contract's own
-/// account in the market.
+/// words) and writes its account (one word) and position; the reading comes from calldata,
+/// checked against the oracle's hash chain. A chunk costs one packed read of the market, one
+/// packed ledger application and one event, so the per-member work is storage and arithmetic
+/// only. Nothing loops over members beyond the chunk a caller passes. The profit-share pot is
+/// this contract's own account in the market.
 contract CommunitySettlement is ICommunitySettlement {
     using SafeCast for uint256;
     using SafeCast for int256;
@@ -27,8 +27,18 @@ contract CommunitySettlement is ICommunitySettlement {
     uint256 public constant CHUNK_READING_BYTES = 12;
     /// @notice Bytes per member in a posted schedule: memberId | netExportWh | internalWh.
     uint256 public constant SCHEDULE_ENTRY_BYTES = 12;
-    uint256 private constant LANES = 10; // 24-bit internal trades per storage word
-    int256 private constant LANE_MAX = type(int24).max;
+    /// @notice Bytes per member in {MembersSettled}.
+    uint256 public constant RESULT_BYTES = 96;
+    /// @notice Largest posted internal trade, in Wh per member and slot (int20: 2 MW for 15 minutes).
+    int256 public constant INTERNAL_TRADE_MAX_WH = 2 ** 19 - 1;
+    uint256 private constant LANES = 12; // 20-bit internal trades per storage word
+    uint256 private constant LANE_BITS = 20;
+    uint256 private constant LANE_MASK = 2 ** 20 - 1;
+    uint256 private constant CONTRIBUTION_LANES = 7; // 36-bit period contributions per word
+    uint256 private constant CONTRIBUTION_BITS = 36;
+    uint256 private constant CONTRIBUTION_MAX = 2 ** 36 - 1; // 68.7 GWh a period: saturates, never reverts
+    /// @notice Largest profit-share pot of a period (2^88 - 1 base units).
+    uint256 public constant MAX_POT = type(uint88).max;
 
     /// @notice The community market: registry, roles, tariffs and the accounts ledger.
     address public immutable market;
@@ -114,6 +124,17 @@ contract CommunitySettlement is ICommunitySettlement {
         uint256 gridFeeTotal; // what the chunk's members owe the DSO, the manager and the pot
         uint256 managerFeeTotal;
         uint256 retainedTotal;
+        uint256 contributedWh; // the chunk's new contributions and contributors (proportional)
+        uint256 newContributors;
+    }
+
+    /// @dev A call's packed outputs: payment records for the ledger ({LEDGER_CLOSE_POSITION}) and
+    /// member results for {MembersSettled}.
+    struct Output {
+        bytes payments;
+        bytes results;
+        uint256 paymentCount;
+        uint256 resultCount;
     }
 
     /// @dev One member's result.
@@ -131,12 +152,13 @@ contract CommunitySettlement is ICommunitySettlement {
     mapping(uint32 slot => Cursor) private _cursors;
     mapping(uint32 slot => SlotWord) private _slots;
     mapping(uint32 slot => ScheduleWord) private _schedules;
-    // slot << 32 | memberId / LANES => ten int24 internal trades
+    // slot << 32 | memberId / LANES => twelve int20 internal trades
     mapping(uint256 laneKey => uint256) private _lanes;
     mapping(uint32 period => Period) private _periods;
     mapping(uint32 period => ShareProgress) private _shareProgress;
     mapping(uint32 period => Contributions) private _contributionTotals;
-    mapping(uint32 period => mapping(uint32 memberId => uint64)) private _contributions;
+    // period << 32 | memberId / CONTRIBUTION_LANES => seven uint36 contributions (Wh)
+    mapping(uint256 contributionKey => uint256) private _contributions;
     // one more than the highest period whose distribution has begun: rollovers go there, to a
     // period no distribution has touched yet
     uint32 private _shareFrontier;
@@ -267,36 +289,27 @@ contract CommunitySettlement is ICommunitySettlement {
         SlotWord memory state = _slots[slot];
         if (state.phase != Phase.Settled) revert SettlementNotSettled(slot);
         Context memory ctx = _context(slot, state);
-        (address[] memory accounts, ICdaMarket.Position[] memory positions) =
-            IMarketLedger(market).settlementPositions(slot, memberIds, true);
-        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](memberIds.length + 3);
-        address[] memory closing = new address[](memberIds.length);
-        uint256 settled = 0;
-        uint256 closed = 0;
-        uint32 previous = 0;
+        // ascending ids: each member once (positions are all read before any closes)
+        bytes memory members = IMarketLedger(market).settlementPositions(slot, _packIds(memberIds), 4, true);
+        Output memory out = _output(memberIds.length);
+        Result memory result;
         for (uint256 i = 0; i < memberIds.length; ++i) {
-            // ascending ids: each member once (positions were all read before any closes)
-            if (memberIds[i] <= previous) revert SettlementMembersNotAscending(memberIds[i], previous);
-            previous = memberIds[i];
-            ICdaMarket.Position memory position = positions[i];
-            Result memory result;
-            uint256 paid = 0;
-            if (position.boughtWh != 0 || position.soldWh != 0) {
-                result = _contracted(ctx, position);
-                closing[closed++] = accounts[i];
-                paid = position.paid;
+            (address account, uint256 position) = _memberAt(members, i);
+            bool traded = uint128(position) != 0; // boughtWh or soldWh
+            if (traded) {
+                _contracted(ctx, result, position);
             } else if (ctx.mode == Mode.Optimisation && ctx.hasSchedule) {
                 int256 internalWh = _takeLane(slot, memberIds[i]);
                 if (internalWh == 0) continue;
-                result = _scheduled(ctx, internalWh);
+                _scheduled(ctx, result, internalWh);
             } else {
                 continue;
             }
-            if (ctx.mode != Mode.Sharing) emit ReadingMissing(slot, accounts[i]);
-            payments[settled++] = _record(ctx, accounts[i], result, paid);
+            if (ctx.mode != Mode.Sharing) emit ReadingMissing(slot, account);
+            _record(ctx, out, account, result, traded ? _paidOf(position) : 0, traded);
             _addContribution(ctx, memberIds[i], result.contributionWh);
         }
-        _applyPayments(slot, closing, closed, payments, settled, ctx);
+        _apply(slot, out, ctx);
     }
 
     /// @dev Starts a slot: checks its deadline (or that every member's reading is in), seals it
@@ -382,59 +395,73 @@ contract CommunitySettlement is ICommunitySettlement {
     /// @dev Second (or only) pass: each member's result, applied in one ledger call.
     function _pay(uint32 slot, SlotWord memory state, bytes calldata readings) private {
         uint256 count = readings.length / CHUNK_READING_BYTES;
-        uint32[] memory memberIds = new uint32[](count);
-        for (uint256 i = 0; i < count; ++i) {
-            (memberIds[i],,) = _readingAt(readings, i * CHUNK_READING_BYTES);
-        }
         Context memory ctx = _context(slot, state);
         bool cda = ctx.mode == Mode.Cda;
-        (address[] memory accounts, ICdaMarket.Position[] memory positions) =
-            IMarketLedger(market).settlementPositions(slot, memberIds, cda);
-        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](count + 3);
-        for (uint256 i = 0; i < count; ++i) {
-            (, uint256 importWh, uint256 exportWh) = _readingAt(readings, i * CHUNK_READING_BYTES);
-            int256 meteredWh = int256(exportWh) - int256(importWh);
-            Result memory result;
-            if (ctx.mode == Mode.Sharing) {
-                result = _shared(ctx, meteredWh);
-            } else {
-                result = cda
-                    ? _contracted(ctx, positions[i])
-                    : _scheduled(ctx, ctx.hasSchedule ? _takeLane(slot, memberIds[i]) : int256(0));
-                int256 imbalanceWh = meteredWh - result.contractedWh;
-                result.imbalanceAmount = _tariffAmount(ctx, imbalanceWh);
+        bytes memory members = IMarketLedger(market).settlementPositions(slot, readings, CHUNK_READING_BYTES, cda);
+        Output memory out = _output(count);
+        Result memory result;
+        bool sharing = ctx.mode == Mode.Sharing;
+        // unchecked: readings are uint32 Wh and positions uint64, so every figure stays below
+        // 2^120 (see {_record}); the loop index is below the chunk's length
+        unchecked {
+            for (uint256 i = 0; i < count; ++i) {
+                (uint32 memberId, uint256 importWh, uint256 exportWh) = _readingAt(readings, i * CHUNK_READING_BYTES);
+                (address account, uint256 position) = _memberAt(members, i);
+                int256 meteredWh = int256(exportWh) - int256(importWh);
+                if (sharing) {
+                    _shared(ctx, result, meteredWh);
+                } else {
+                    if (cda) _contracted(ctx, result, position);
+                    else _scheduled(ctx, result, ctx.hasSchedule ? _takeLane(slot, memberId) : int256(0));
+                    result.imbalanceAmount = _tariffAmount(ctx, meteredWh - result.contractedWh);
+                }
+                _retainSavings(ctx, result, meteredWh);
+                _record(ctx, out, account, result, _paidOf(position), cda);
+                _addContribution(ctx, memberId, result.contributionWh);
             }
-            _retainSavings(ctx, result, meteredWh);
-            payments[i] = _record(ctx, accounts[i], result, cda ? positions[i].paid : 0);
-            _addContribution(ctx, memberIds[i], result.contributionWh);
         }
-        _applyPayments(slot, accounts, cda ? count : 0, payments, count, ctx);
+        _apply(slot, out, ctx);
     }
 
-    /// @dev Trades as contracted: paid at their prices, fees on the traded volume.
-    function _contracted(Context memory ctx, ICdaMarket.Position memory position)
-        private
-        pure
-        returns (Result memory result)
-    {
-        result.contractedWh = int256(uint256(position.soldWh)) - int256(uint256(position.boughtWh));
-        result.energyAmount = int256(uint256(position.received)) - int256(uint256(position.paid));
-        _chargeFees(ctx, result, uint256(position.boughtWh) + position.soldWh);
-        result.contributionWh = position.soldWh;
+    /// @dev Trades as contracted (`position` as {IMarketLedger-settlementPositions} packs it):
+    /// paid at their prices, fees on the traded volume.
+    function _contracted(Context memory ctx, Result memory result, uint256 position) private pure {
+        uint256 boughtWh = uint64(position);
+        uint256 soldWh = uint64(position >> 64);
+        unchecked {
+            // uint64 fields: differences and sums fit easily
+            result.contractedWh = int256(soldWh) - int256(boughtWh);
+            result.energyAmount = int256(position >> 192) - int256(_paidOf(position));
+            _chargeFees(ctx, result, boughtWh + soldWh);
+        }
+        result.imbalanceAmount = 0;
+        result.retained = 0;
+        result.contributionWh = soldWh;
     }
 
     /// @dev A posted internal trade at the slot's posted price, fees on its volume.
-    function _scheduled(Context memory ctx, int256 internalWh) private pure returns (Result memory result) {
-        result.contractedWh = internalWh;
+    function _scheduled(Context memory ctx, Result memory result, int256 internalWh) private pure {
         uint256 volume = _abs(internalWh);
-        uint256 value = (volume * ctx.schedulePrice) / 1000;
+        uint256 value;
+        unchecked {
+            value = (volume * ctx.schedulePrice) / 1000; // int20 Wh x uint32 price
+        }
+        result.contractedWh = internalWh;
         result.energyAmount = internalWh >= 0 ? int256(value) : -int256(value);
+        result.imbalanceAmount = 0;
+        result.retained = 0;
+        result.contributionWh = internalWh > 0 ? uint256(internalWh) : 0;
         _chargeFees(ctx, result, volume);
-        if (internalWh > 0) result.contributionWh = uint256(internalWh);
     }
 
     /// @dev Sharing mode: the rule's price for the member's net import or export.
-    function _shared(Context memory ctx, int256 meteredWh) private pure returns (Result memory result) {
+    function _shared(Context memory ctx, Result memory result, int256 meteredWh) private pure {
+        result.contractedWh = 0;
+        result.imbalanceAmount = 0;
+        result.gridFee = 0;
+        result.managerFee = 0;
+        result.retained = 0;
+        result.contributionWh = 0;
         if (meteredWh >= 0) {
             uint256 supplied = uint256(meteredWh);
             result.energyAmount = int256(SharingPrices.valueAt(supplied, ctx.sell));
@@ -449,65 +476,119 @@ contract CommunitySettlement is ICommunitySettlement {
     }
 
     function _chargeFees(Context memory ctx, Result memory result, uint256 volumeWh) private pure {
-        result.gridFee = (volumeWh * ctx.gridFee) / 1000;
-        result.managerFee = (volumeWh * ctx.managerFee) / 1000;
+        unchecked {
+            // below 2^65 Wh x uint32 fees
+            result.gridFee = (volumeWh * ctx.gridFee) / 1000;
+            result.managerFee = (volumeWh * ctx.managerFee) / 1000;
+        }
     }
 
     /// @dev Energy at the tariffs: sold at the export price, bought at the import price.
     function _tariffAmount(Context memory ctx, int256 netExportWh) private pure returns (int256) {
-        if (netExportWh >= 0) return int256((uint256(netExportWh) * ctx.exportPrice) / 1000);
-        return -int256((uint256(-netExportWh) * ctx.importPrice) / 1000);
+        unchecked {
+            // |netExportWh| below 2^66 (a reading less a position), uint32 tariffs
+            if (netExportWh >= 0) return int256((uint256(netExportWh) * ctx.exportPrice) / 1000);
+            return -int256((uint256(-netExportWh) * ctx.importPrice) / 1000);
+        }
     }
 
     /// @dev Keeps `savingsBps` of the member's savings against its stand-alone bill (its metered
     /// flow at the tariffs) for the period's pot.
     function _retainSavings(Context memory ctx, Result memory result, int256 meteredWh) private pure {
         if (ctx.savingsBps == 0) return;
-        int256 net = result.energyAmount + result.imbalanceAmount - int256(result.gridFee + result.managerFee);
-        int256 saving = net - _tariffAmount(ctx, meteredWh);
-        if (saving > 0) result.retained = (uint256(saving) * ctx.savingsBps) / 10_000;
-    }
-
-    /// @dev Emits the member's result and returns its payment. `paid` (the trade payments held in
-    /// its position) already left its balance: the ledger releases it into the chunk's pool.
-    function _record(Context memory ctx, address account, Result memory result, uint256 paid)
-        private
-        returns (IMarketLedger.Payment memory)
-    {
-        uint256 fees = result.gridFee + result.managerFee;
-        emit MemberSettled(
-            ctx.slot, account, result.contractedWh, result.energyAmount, result.imbalanceAmount, fees, result.retained
-        );
-        ctx.gridFeeTotal += result.gridFee;
-        ctx.managerFeeTotal += result.managerFee;
-        ctx.retainedTotal += result.retained;
-        int256 net = result.energyAmount + result.imbalanceAmount - int256(fees + result.retained);
-        return IMarketLedger.Payment(account, net + int256(paid));
-    }
-
-    /// @dev Appends the fee and pot credits to the chunk's payments and applies them; the
-    /// ledger gives the supplier the residual.
-    function _applyPayments(
-        uint32 slot,
-        address[] memory closing,
-        uint256 closed,
-        IMarketLedger.Payment[] memory payments,
-        uint256 count,
-        Context memory ctx
-    ) private {
-        if (ctx.gridFeeTotal != 0) payments[count++] = IMarketLedger.Payment(dsoAccount, int256(ctx.gridFeeTotal));
-        if (ctx.managerFeeTotal != 0) {
-            payments[count++] = IMarketLedger.Payment(managerAccount, int256(ctx.managerFeeTotal));
+        unchecked {
+            // amounts below 2^100, bps at most 10,000
+            int256 net = result.energyAmount + result.imbalanceAmount - int256(result.gridFee + result.managerFee);
+            int256 saving = net - _tariffAmount(ctx, meteredWh);
+            if (saving > 0) result.retained = (uint256(saving) * ctx.savingsBps) / 10_000;
         }
-        if (ctx.retainedTotal != 0) {
-            payments[count++] = IMarketLedger.Payment(address(this), int256(ctx.retainedTotal));
-            _periods[slot / periodSlots].pot += ctx.retainedTotal.toUint128();
+    }
+
+    /// @dev Appends the member's result and payment. `paid` (the trade payments held in its
+    /// position) already left its balance: the ledger releases it when `close` closes the
+    /// position. Every figure fits its field: Wh below 2^65, amounts and fees below 2^97.
+    function _record(
+        Context memory ctx,
+        Output memory out,
+        address account,
+        Result memory result,
+        uint256 paid,
+        bool close
+    ) private pure {
+        uint256 fees;
+        int256 net;
+        unchecked {
+            // per member below 2^100; a chunk's totals below 2^132
+            fees = result.gridFee + result.managerFee;
+            ctx.gridFeeTotal += result.gridFee;
+            ctx.managerFeeTotal += result.managerFee;
+            ctx.retainedTotal += result.retained;
+            net = result.energyAmount + result.imbalanceAmount - int256(fees + result.retained) + int256(paid);
+        }
+        _appendPayment(out, account, net, close);
+        uint256 head = (uint256(uint160(account)) << 96) | uint96(int96(result.contractedWh));
+        uint256 amounts = (uint256(uint128(int128(result.energyAmount))) << 128)
+            | uint128(int128(result.imbalanceAmount));
+        uint256 charges = (fees << 128) | result.retained;
+        bytes memory results = out.results;
+        uint256 offset;
+        unchecked {
+            offset = out.resultCount++ * RESULT_BYTES; // within the buffer allocated for the chunk
         }
         assembly ("memory-safe") {
-            mstore(payments, count) // trim to the entries used
-            mstore(closing, closed)
+            let at := add(add(results, 0x20), offset)
+            mstore(at, head)
+            mstore(add(at, 0x20), amounts)
+            mstore(add(at, 0x40), charges)
         }
-        if (count != 0 || closed != 0) IMarketLedger(market).applySettlement(slot, closing, payments);
+    }
+
+    /// @dev Buffers for `members` results and payments (plus the DSO, the manager and the pot).
+    function _output(uint256 members) private pure returns (Output memory out) {
+        out.payments = new bytes((members + 3) * LEDGER_PAYMENT_BYTES);
+        out.results = new bytes(members * RESULT_BYTES);
+    }
+
+    /// @dev Appends a ledger payment record. Amounts stay far inside its int95: a member's net is
+    /// below 2^90 (energy below 2^65, imbalance and fees below 2^88, retained below them) and
+    /// shares are at most the pot, below 2^88 ({MAX_POT}).
+    function _appendPayment(Output memory out, address account, int256 amount, bool close) private pure {
+        uint256 record = (uint256(uint160(account)) << 96) | (uint256(amount << 1) & (2 ** 96 - 1));
+        if (close) record |= LEDGER_CLOSE_POSITION;
+        bytes memory payments = out.payments;
+        uint256 offset;
+        unchecked {
+            offset = out.paymentCount++ * LEDGER_PAYMENT_BYTES; // within the buffer
+        }
+        assembly ("memory-safe") {
+            mstore(add(add(payments, 0x20), offset), record)
+        }
+    }
+
+    /// @dev Appends the fee and pot credits, emits the results and applies the payments; the
+    /// ledger gives the supplier the residual.
+    function _apply(uint32 slot, Output memory out, Context memory ctx) private {
+        if (ctx.gridFeeTotal != 0) _appendPayment(out, dsoAccount, int256(ctx.gridFeeTotal), false);
+        if (ctx.managerFeeTotal != 0) _appendPayment(out, managerAccount, int256(ctx.managerFeeTotal), false);
+        if (ctx.retainedTotal != 0) {
+            _appendPayment(out, address(this), int256(ctx.retainedTotal), false);
+            _addToPot(slot / periodSlots, ctx.retainedTotal);
+        }
+        if (ctx.contributedWh != 0) {
+            Contributions storage totals = _contributionTotals[slot / periodSlots];
+            totals.totalWh += ctx.contributedWh.toUint128();
+            totals.contributors += uint32(ctx.newContributors); // at most one per member id
+        }
+        bytes memory payments = out.payments;
+        bytes memory results = out.results;
+        uint256 paymentBytes = out.paymentCount * LEDGER_PAYMENT_BYTES;
+        uint256 resultBytes = out.resultCount * RESULT_BYTES;
+        assembly ("memory-safe") {
+            mstore(payments, paymentBytes) // trim to the records written
+            mstore(results, resultBytes)
+        }
+        if (resultBytes != 0) emit MembersSettled(slot, results);
+        if (paymentBytes != 0) IMarketLedger(market).applySettlement(slot, payments);
     }
 
     function _context(uint32 slot, SlotWord memory state) private view returns (Context memory ctx) {
@@ -549,14 +630,60 @@ contract CommunitySettlement is ICommunitySettlement {
         }
     }
 
+    /// @dev The account and packed position of the `i`-th member of a
+    /// {IMarketLedger-settlementPositions} answer.
+    function _memberAt(bytes memory members, uint256 i) private pure returns (address account, uint256 position) {
+        assembly ("memory-safe") {
+            let at := add(add(members, 0x20), mul(i, 0x40))
+            account := mload(at)
+            position := mload(add(at, 0x20))
+        }
+    }
+
+    function _paidOf(uint256 position) private pure returns (uint256) {
+        return uint64(position >> 128);
+    }
+
+    /// @dev Member ids as 4-byte big-endian records (what the ledger reads ids from); checks
+    /// they ascend, so each member appears once.
+    function _packIds(uint32[] calldata memberIds) private pure returns (bytes memory packed) {
+        packed = new bytes(memberIds.length * 4 + 28); // room for the last 32-byte store
+        uint32 previous = 0;
+        for (uint256 i = 0; i < memberIds.length; ++i) {
+            uint32 memberId = memberIds[i];
+            if (memberId <= previous) revert SettlementMembersNotAscending(memberId, previous);
+            previous = memberId;
+            assembly ("memory-safe") {
+                mstore(add(add(packed, 0x20), mul(i, 4)), shl(224, memberId))
+            }
+        }
+        uint256 length = memberIds.length * 4;
+        assembly ("memory-safe") {
+            mstore(packed, length)
+        }
+    }
+
+    /// @dev Adds to the member's contribution in the slot's period (proportional rule); seven
+    /// members share a storage word, so a period's first write is a seventh of a fresh word.
     function _addContribution(Context memory ctx, uint32 memberId, uint256 contributionWh) private {
         if (!ctx.countContributions || contributionWh == 0) return;
-        uint32 periodIndex = ctx.slot / periodSlots;
-        uint64 before = _contributions[periodIndex][memberId];
-        _contributions[periodIndex][memberId] = (before + contributionWh).toUint64();
-        Contributions storage totals = _contributionTotals[periodIndex];
-        totals.totalWh += contributionWh.toUint128();
-        if (before == 0) ++totals.contributors;
+        uint256 key = (uint256(ctx.slot / periodSlots) << 32) | (memberId / CONTRIBUTION_LANES);
+        uint256 shift = (memberId % CONTRIBUTION_LANES) * CONTRIBUTION_BITS;
+        uint256 word = _contributions[key];
+        uint256 before = (word >> shift) & CONTRIBUTION_MAX;
+        unchecked {
+            // a member's contribution in a slot is below 2^65 Wh
+            uint256 total = before + contributionWh;
+            if (total > CONTRIBUTION_MAX) total = CONTRIBUTION_MAX;
+            _contributions[key] = (word & ~(CONTRIBUTION_MAX << shift)) | (total << shift);
+            ctx.contributedWh += total - before;
+            if (before == 0) ++ctx.newContributors;
+        }
+    }
+
+    function _contributionOf(uint32 periodIndex, uint32 memberId) private view returns (uint256) {
+        uint256 word = _contributions[(uint256(periodIndex) << 32) | (memberId / CONTRIBUTION_LANES)];
+        return (word >> ((memberId % CONTRIBUTION_LANES) * CONTRIBUTION_BITS)) & CONTRIBUTION_MAX;
     }
 
     // ----------------------------------------------------- clearing results
@@ -584,24 +711,40 @@ contract CommunitySettlement is ICommunitySettlement {
         ConfigWord memory config = _configWordAt(slot);
         Rationality memory rational = _rationality(pricePerKwh, config, tariffs);
         int256 sum = schedule.sumWh;
+        uint32 previous = schedule.lastMemberId;
+        (bool sellersGain, bool buyersGain) = (rational.sellersGain, rational.buyersGain);
         uint256 laneKey = type(uint256).max;
         uint256 laneWord = 0;
-        for (uint256 offset = 0; offset < entries.length; offset += SCHEDULE_ENTRY_BYTES) {
-            (uint32 memberId, int256 netExportWh, int256 internalWh) = _entryAt(entries, offset);
-            if (memberId <= schedule.lastMemberId) revert SettlementMembersNotAscending(memberId, schedule.lastMemberId);
-            schedule.lastMemberId = memberId;
-            _checkRational(memberId, netExportWh, internalWh, rational);
-            sum += internalWh;
-            // internal trades packed ten to a word, written once per word
-            uint256 key = (uint256(slot) << 32) | (memberId / LANES);
-            if (key != laneKey) {
-                if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
-                laneKey = key;
-                laneWord = _lanes[key];
+        // unchecked: int32 figures, fewer than 2^32 entries, offsets within `entries`
+        unchecked {
+            for (uint256 offset = 0; offset < entries.length; offset += SCHEDULE_ENTRY_BYTES) {
+                uint256 entry = _packedAt(entries, offset); // memberId | netExportWh | internalWh
+                uint32 memberId = uint32(entry >> 64);
+                int256 netExportWh = int32(uint32(entry >> 32));
+                int256 internalWh = int32(uint32(entry));
+                if (memberId <= previous) revert SettlementMembersNotAscending(memberId, previous);
+                previous = memberId;
+                if (internalWh != 0) {
+                    // the trade goes with the flow, is no larger, and the price makes the member
+                    // no worse off than alone (see {_checkRational})
+                    bool fits = internalWh > 0
+                        ? internalWh <= netExportWh && internalWh <= INTERNAL_TRADE_MAX_WH && sellersGain
+                        : internalWh >= netExportWh && internalWh >= -INTERNAL_TRADE_MAX_WH && buyersGain;
+                    if (!fits) _checkRational(memberId, netExportWh, internalWh, rational);
+                    sum += internalWh;
+                }
+                // internal trades packed twelve to a word, written once per word
+                uint256 key = (uint256(slot) << 32) | (memberId / LANES);
+                if (key != laneKey) {
+                    if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
+                    laneKey = key;
+                    laneWord = _lanes[key];
+                }
+                uint256 shift = (memberId % LANES) * LANE_BITS;
+                laneWord = (laneWord & ~(LANE_MASK << shift)) | ((uint256(internalWh) & LANE_MASK) << shift);
             }
-            uint256 shift = (memberId % LANES) * 24;
-            laneWord = (laneWord & ~(uint256(0xffffff) << shift)) | (uint256(uint24(int24(internalWh))) << shift);
         }
+        schedule.lastMemberId = previous;
         if (laneKey != type(uint256).max) _lanes[laneKey] = laneWord;
         // member ids are handed out 1, 2, ... and never freed: if the highest is registered, all are
         if (entries.length != 0 && ICommunityRegistry(market).memberAddress(schedule.lastMemberId) == address(0)) {
@@ -620,8 +763,7 @@ contract CommunitySettlement is ICommunitySettlement {
 
     /// @inheritdoc ICommunitySettlement
     function scheduledInternalWh(uint32 slot, uint32 memberId) external view returns (int256) {
-        uint256 word = _lanes[(uint256(slot) << 32) | (memberId / LANES)];
-        return int24(uint24(word >> ((memberId % LANES) * 24)));
+        return _laneAt(_lanes[(uint256(slot) << 32) | (memberId / LANES)], memberId);
     }
 
     /// @dev What decides individual rationality at one posted price (see {_checkRational}).
@@ -647,7 +789,8 @@ contract CommunitySettlement is ICommunitySettlement {
         r.buyersGain = r.price + r.fee <= r.importPrice;
     }
 
-    /// @dev Individual rationality of one posted entry, exact: the trade goes with the member's
+    /// @dev Individual rationality of one posted entry, exact (reverts where it fails; the
+    /// posting loop checks the same conditions inline first): the trade goes with the member's
     /// flow and is no larger, and the member's cost at the posted schedule -- its trade at the
     /// internal price plus fees, the rest of its flow at the tariffs -- is no more than the same
     /// flow at the tariffs alone. Given the first condition the second reduces to the price:
@@ -659,7 +802,7 @@ contract CommunitySettlement is ICommunitySettlement {
         pure
     {
         if (
-            internalWh > LANE_MAX || internalWh < -LANE_MAX || (internalWh > 0 && internalWh > netExportWh)
+            internalWh > INTERNAL_TRADE_MAX_WH || internalWh < -INTERNAL_TRADE_MAX_WH || (internalWh > 0 && internalWh > netExportWh)
                 || (internalWh < 0 && internalWh < netExportWh)
         ) {
             revert SettlementTradeExceedsFlow(memberId, netExportWh, internalWh);
@@ -685,22 +828,18 @@ contract CommunitySettlement is ICommunitySettlement {
         return netExportWh >= 0 ? -netExportWh * exportPrice : -netExportWh * importPrice;
     }
 
-    function _entryAt(bytes calldata entries, uint256 offset)
-        private
-        pure
-        returns (uint32 memberId, int256 netExportWh, int256 internalWh)
-    {
-        uint256 word = _packedAt(entries, offset);
-        return (uint32(word >> 64), int32(uint32(word >> 32)), int32(uint32(word)));
-    }
-
     /// @dev Reads and clears a member's posted internal trade (so it is settled once).
     function _takeLane(uint32 slot, uint32 memberId) private returns (int256 internalWh) {
         uint256 key = (uint256(slot) << 32) | (memberId / LANES);
         uint256 word = _lanes[key];
-        uint256 shift = (memberId % LANES) * 24;
-        internalWh = int24(uint24(word >> shift));
-        if (internalWh != 0) _lanes[key] = word & ~(uint256(0xffffff) << shift);
+        internalWh = _laneAt(word, memberId);
+        if (internalWh != 0) _lanes[key] = word & ~(LANE_MASK << ((memberId % LANES) * LANE_BITS));
+    }
+
+    /// @dev The member's int20 lane of a lanes word, sign-extended.
+    function _laneAt(uint256 word, uint32 memberId) private pure returns (int256) {
+        uint256 lane = (word >> ((memberId % LANES) * LANE_BITS)) & LANE_MASK;
+        return int256(lane << (256 - LANE_BITS)) >> (256 - LANE_BITS);
     }
 
     // ---------------------------------------------------------- profit shares
@@ -709,9 +848,15 @@ contract CommunitySettlement is ICommunitySettlement {
     function fundPot(uint32 periodIndex, uint256 amount) external {
         Period storage p = _periods[periodIndex];
         if (p.distributed || _shareProgress[periodIndex].posted != 0) revert SettlementSharesDistributed(periodIndex);
-        p.pot += amount.toUint128();
+        _addToPot(periodIndex, amount);
         emit PotFunded(periodIndex, msg.sender, amount);
         IMarketLedger(market).fundAccount(msg.sender, address(this), amount);
+    }
+
+    /// @dev Pots stay below {MAX_POT}, so every share fits a ledger record.
+    function _addToPot(uint32 periodIndex, uint256 amount) private {
+        Period storage p = _periods[periodIndex];
+        p.pot = uint256(p.pot + amount).toUint88();
     }
 
     /// @inheritdoc ICommunitySettlement
@@ -732,21 +877,23 @@ contract CommunitySettlement is ICommunitySettlement {
             progress.expected =
                 rule == ShareRule.Proportional ? totals.contributors : ICommunityRegistry(market).memberCount();
         }
-        (address[] memory accounts,) = IMarketLedger(market).settlementPositions(firstSlot, memberIds, false);
-        IMarketLedger.Payment[] memory payments = new IMarketLedger.Payment[](memberIds.length + 1);
+        bytes memory members = IMarketLedger(market).settlementPositions(firstSlot, _packIds(memberIds), 4, false);
+        Output memory out = _output(memberIds.length);
         uint256 total = 0;
         for (uint256 i = 0; i < memberIds.length; ++i) {
             uint32 memberId = memberIds[i];
             if (memberId <= progress.lastMemberId) revert SettlementMembersNotAscending(memberId, progress.lastMemberId);
             progress.lastMemberId = memberId;
-            uint256 expected = _expectedShare(rule, p.pot, progress, totals, periodIndex, memberId, accounts[i]);
+            (address account,) = _memberAt(members, i);
+            uint256 expected = _expectedShare(rule, p.pot, progress, totals, periodIndex, memberId, account);
             if (rule != ShareRule.Shapley && shares[i] != expected) {
                 revert SettlementShareMismatch(memberId, shares[i], expected);
             }
+            if (shares[i] > p.pot) revert SettlementSharesExceedPot(periodIndex, shares[i], p.pot);
             ++progress.posted;
             total += shares[i];
-            payments[i] = IMarketLedger.Payment(accounts[i], int256(shares[i]));
-            emit ShareDistributed(periodIndex, accounts[i], shares[i]);
+            _appendPayment(out, account, int256(shares[i]), false); // below the pot, so below 2^88
+            emit ShareDistributed(periodIndex, account, shares[i]);
         }
         uint256 distributed = progress.distributed + total;
         if (distributed > p.pot) revert SettlementSharesExceedPot(periodIndex, distributed, p.pot);
@@ -757,8 +904,13 @@ contract CommunitySettlement is ICommunitySettlement {
         if (progress.posted == progress.expected) _completeShares(periodIndex, rule, p.pot, distributed);
         _shareProgress[periodIndex] = progress;
         if (total != 0) {
-            payments[memberIds.length] = IMarketLedger.Payment(address(this), -int256(total));
-            IMarketLedger(market).applySettlement(firstSlot, new address[](0), payments);
+            _appendPayment(out, address(this), -int256(total), false);
+            bytes memory payments = out.payments;
+            uint256 paymentBytes = out.paymentCount * LEDGER_PAYMENT_BYTES;
+            assembly ("memory-safe") {
+                mstore(payments, paymentBytes) // trim to the records written
+            }
+            IMarketLedger(market).applySettlement(firstSlot, payments);
         }
     }
 
@@ -775,7 +927,7 @@ contract CommunitySettlement is ICommunitySettlement {
         address account
     ) private view returns (uint256) {
         if (rule == ShareRule.Proportional) {
-            uint256 contribution = _contributions[periodIndex][memberId];
+            uint256 contribution = _contributionOf(periodIndex, memberId);
             if (contribution == 0) revert SettlementShareMismatch(memberId, 0, 0);
             return (pot * contribution) / totals.totalWh;
         }
@@ -820,7 +972,7 @@ contract CommunitySettlement is ICommunitySettlement {
 
     /// @inheritdoc ICommunitySettlement
     function contributionOf(uint32 periodIndex, uint32 memberId) external view returns (uint64) {
-        return _contributions[periodIndex][memberId];
+        return uint64(_contributionOf(periodIndex, memberId));
     }
 
     /// @inheritdoc ICommunitySettlement

@@ -1,5 +1,6 @@
-"""Calldata of the settlement contract: a slot's committed readings cut into the calls
-``CommunitySettlement.settle`` takes (last readings first), and posted schedules.
+"""Packed data of the settlement contract: a slot's committed readings cut into the calls
+``CommunitySettlement.settle`` takes (last readings first), posted schedules, and the member
+results its ``MembersSettled`` events carry.
 
 The oracle commits a slot's accepted readings in a hash chain (:func:`oracle.readings.commitment_link`).
 Settlement replays it backwards: each call passes the chain value before its chunk's first
@@ -12,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from eth_utils import to_checksum_address
+
 from peerwatt.meter_readings import commitment_link
 
 CHUNK_READING_BYTES = 12  # CommunitySettlement.CHUNK_READING_BYTES
 SCHEDULE_ENTRY_BYTES = 12  # CommunitySettlement.SCHEDULE_ENTRY_BYTES
+RESULT_BYTES = 96  # CommunitySettlement.RESULT_BYTES
+INTERNAL_TRADE_MAX_WH = 2**19 - 1  # CommunitySettlement.INTERNAL_TRADE_MAX_WH: int20 lanes
 DEFAULT_CHUNK_READINGS = 200  # ~13k gas each when paying: well inside a block
 
 
@@ -84,3 +89,46 @@ def pack_schedule(entries: Iterable[tuple[int, int, int]]) -> bytes:
         + internal_wh.to_bytes(4, "big", signed=True)
         for member_id, net_export_wh, internal_wh in entries
     )
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One member's settlement in a slot as ``MembersSettled`` records it (base units, positive =
+    the member receives; its net is energy + imbalance - fees - retained)."""
+
+    member: str  # checksummed address
+    contracted_wh: int
+    energy_amount: int
+    imbalance_amount: int
+    fees: int
+    retained: int
+
+    @property
+    def net_amount(self) -> int:
+        return self.energy_amount + self.imbalance_amount - self.fees - self.retained
+
+
+def unpack_member_results(results: bytes) -> list[MemberResult]:
+    """The ``results`` of a ``MembersSettled`` event, 96 bytes a member: account (20 bytes) |
+    contractedWh int96 | energyAmount int128 | imbalanceAmount int128 | fees uint128 | retained
+    uint128, big-endian."""
+    if len(results) % RESULT_BYTES:
+        raise ValueError(f"MembersSettled results of {len(results)} bytes: not a multiple of {RESULT_BYTES}")
+
+    def field(record: bytes, start: int, end: int, signed: bool) -> int:
+        return int.from_bytes(record[start:end], "big", signed=signed)
+
+    members = []
+    for offset in range(0, len(results), RESULT_BYTES):
+        record = results[offset : offset + RESULT_BYTES]
+        members.append(
+            MemberResult(
+                member=to_checksum_address(record[:20]),
+                contracted_wh=field(record, 20, 32, True),
+                energy_amount=field(record, 32, 48, True),
+                imbalance_amount=field(record, 48, 64, True),
+                fees=field(record, 64, 80, False),
+                retained=field(record, 80, 96, False),
+            )
+        )
+    return members

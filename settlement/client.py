@@ -22,7 +22,14 @@ from peerwatt.errors import ConflictError, InputError
 from peerwatt.events import events
 from peerwatt.meter_readings import ORACLE, accepted_readings
 from peerwatt.transactions import Receipt, TxSender, call
-from settlement.chunks import DEFAULT_CHUNK_READINGS, SlotReading, backward_chunks, chain_values, pack_schedule
+from settlement.chunks import (
+    DEFAULT_CHUNK_READINGS,
+    SlotReading,
+    backward_chunks,
+    chain_values,
+    pack_schedule,
+    unpack_member_results,
+)
 
 SETTLEMENT = "CommunitySettlement"
 
@@ -207,14 +214,16 @@ class Settlement:
             for args in self._events("ShareDistributed", slot // period_slots):
                 shares[args["member"].lower()] = shares.get(args["member"].lower(), 0) + int(args["amount"])
         rows = []
-        for args in self._events("MemberSettled", slot):
-            address = args["member"]
+        for result in (
+            result for args in self._events("MembersSettled", slot) for result in unpack_member_results(args["results"])
+        ):
+            address = result.member
             reading = flows.get(self.member_id(address))
             import_wh = reading.import_wh if reading else 0
             export_wh = reading.export_wh if reading else 0
-            contracted = int(args["contractedWh"])
-            share = shares.pop(address.lower(), 0) - int(args["retained"])
-            energy, imbalance, fees = int(args["energyAmount"]), int(args["imbalanceAmount"]), int(args["fees"])
+            contracted = result.contracted_wh
+            share = shares.pop(address.lower(), 0) - result.retained
+            energy, imbalance, fees = result.energy_amount, result.imbalance_amount, result.fees
             rows.append(
                 {
                     "member": names.get(address.lower(), address),

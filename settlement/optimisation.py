@@ -72,6 +72,7 @@ import scipy.sparse as sp
 
 from peerwatt.errors import PeerwattError
 from peerwatt.units import BASE_UNITS_PER_TOKEN, WH_PER_KWH
+from settlement.chunks import INTERNAL_TRADE_MAX_WH
 from settlement.community import Community
 from settlement.lp import (
     INF,
@@ -775,7 +776,7 @@ def largest_remainder(weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
 def check_posted(posted: PostedClearing, community: Community) -> list[str]:
     """Every way ``posted`` breaks the rules the contracts enforce (DESIGN.md section 6); empty
     if it is acceptable. Per slot: price within [export, import], internal trades sum to 0.
-    Per member and slot: |q| <= |x| and q has the sign of x (or is 0), and the community cost
+    Per member and slot: |q| <= min(|x|, INTERNAL_TRADE_MAX_WH) and q has the sign of x (or is 0), and the community cost
     tariff(x - q) - q p + f |q| is at most the stand-alone cost tariff(x). Per member: the
     posted bills are the sums of those costs."""
     shape = (community.n_members, community.n_slots)
@@ -797,6 +798,10 @@ def check_posted(posted: PostedClearing, community: Community) -> list[str]:
     ]
     sums = q.sum(axis=0)
     problems += [f"slot {t}: internal trades sum to {sums[t]} Wh, not 0" for t in np.flatnonzero(sums != 0)]
+    problems += [
+        f"member {names[n]}, slot {t}: internal trade {q[n, t]} Wh beyond the contract's +-{INTERNAL_TRADE_MAX_WH} Wh"
+        for n, t in np.argwhere(np.abs(q) > INTERNAL_TRADE_MAX_WH)
+    ]
     too_large = np.abs(q) > np.abs(x)
     problems += [
         f"member {names[n]}, slot {t}: internal trade {q[n, t]} Wh exceeds net export {x[n, t]} Wh"

@@ -24,6 +24,7 @@ import pytest
 from peerwatt.config import CommunityConfig, MarketParams
 from peerwatt.orderbook_model import ModelRevert, OrderBookModel
 from peerwatt.slots import SlotClock
+from settlement.chunks import unpack_member_results
 
 CHAIN_TEST_DIRS = ("contracts", "properties")
 MAX_UINT256 = 2**256 - 1
@@ -135,6 +136,31 @@ def tx_logs(tx: Any, name: str | None = None, address: Any = None) -> list[Any]:
 def plain() -> Callable[[Any], Any]:
     """``plain(market.getOrder(1))``: a return value as nested plain tuples."""
     return to_plain
+
+
+def _member_results(tx: Any) -> list[tuple[Any, ...]]:
+    """The members a settlement transaction settled, from its ``MembersSettled`` events:
+    ``(slot, member, contractedWh, energyAmount, imbalanceAmount, fees, retained)`` each."""
+    return [
+        (
+            slot,
+            result.member,
+            result.contracted_wh,
+            result.energy_amount,
+            result.imbalance_amount,
+            result.fees,
+            result.retained,
+        )
+        for slot, results in tx_logs(tx, "MembersSettled")
+        for result in unpack_member_results(bytes(results))
+    ]
+
+
+@pytest.fixture(scope="session")
+def member_results() -> Callable[[Any], list[tuple[Any, ...]]]:
+    """``member_results(tx)``: the members a settlement transaction settled (see
+    :func:`_member_results`)."""
+    return _member_results
 
 
 @pytest.fixture(scope="session")
@@ -617,8 +643,6 @@ def community(
     return SettlementCommunity(
         market, token, oracle, settlement, clock, members, keys, accounts[6], accounts[7], accounts[8], outsider
     )
-
-
 
 
 def send_awaited(fn: Any, args: tuple[Any, ...], sender: Any) -> Any:

@@ -125,19 +125,14 @@ interface ICommunitySettlement {
     /// @notice Sharing mode: the slot's totals are in; members are paid at these prices
     /// (fractions of base units per kWh).
     event SharingRates(uint32 indexed slot, uint64 supplyWh, uint64 demandWh, uint256 buyNum, uint256 buyDen, uint256 sellNum, uint256 sellDen);
-    /// @notice A member's settlement in a slot (positive amounts: the member receives).
-    /// `energyAmount`: internal energy (trades, schedule or sharing price); `imbalanceAmount`:
-    /// at the tariffs; `fees`: grid and manager fees charged; `retained`: savings kept for the
-    /// profit-share pot. The member's net is energy + imbalance - fees - retained.
-    event MemberSettled(
-        uint32 indexed slot,
-        address indexed member,
-        int256 contractedWh,
-        int256 energyAmount,
-        int256 imbalanceAmount,
-        uint256 fees,
-        uint256 retained
-    );
+    /// @notice Members settled by one call for `slot` (positive amounts: the member receives),
+    /// packed {RESULT_BYTES} = 96 bytes per member, big-endian: account (20 bytes) | contractedWh
+    /// (int96) | energyAmount (int128) | imbalanceAmount (int128) | fees (uint128) | retained
+    /// (uint128). `energyAmount`: internal energy (trades, schedule or sharing price);
+    /// `imbalanceAmount`: at the tariffs; `fees`: grid and manager fees charged; `retained`:
+    /// savings kept for the profit-share pot. A member's net is energy + imbalance - fees -
+    /// retained. One event per call rather than per member: a fifth of the gas.
+    event MembersSettled(uint32 indexed slot, bytes results);
     event ReadingMissing(uint32 indexed slot, address indexed member);
     event ScheduleMissing(uint32 indexed slot);
     event SlotSettled(uint32 indexed slot, uint32 readings);
@@ -160,7 +155,7 @@ interface ICommunitySettlement {
     /// | exportWh, big-endian), in acceptance order, ending with the last reading not yet
     /// processed; `fromChain` is the oracle's chain value before the chunk's first reading
     /// (0 for the slot's first reading). The first call starts the slot (see the notes).
-    /// @dev Anyone may call it. Emits {MemberSettled} per member paid, and {SettlementStarted},
+    /// @dev Anyone may call it. Emits {MembersSettled} for the members paid, and {SettlementStarted},
     /// {SharingRates}, {SlotSettled} as the slot advances.
     function settle(uint32 slot, bytes32 fromChain, bytes calldata readings) external;
 
@@ -169,7 +164,7 @@ interface ICommunitySettlement {
     /// positions and (optimisation) posted internal trades of members that had no reading, and
     /// trades made in a slot whose mode is not Cda (they are paid at their prices, nothing at the
     /// tariffs). Ids with nothing left are skipped.
-    /// @dev Anyone may call it. Emits {MemberSettled} per member settled, with {ReadingMissing}
+    /// @dev Anyone may call it. Emits {MembersSettled} for the members settled, with {ReadingMissing}
     /// where the slot's mode expected a reading.
     function settleUnmetered(uint32 slot, uint32[] calldata memberIds) external;
 
@@ -177,7 +172,8 @@ interface ICommunitySettlement {
     /// closure: the internal price and, per member in ascending id order, its scheduled net
     /// export and internal trade (12 bytes each: memberId | netExportWh int32 | internalWh int32,
     /// positive internalWh = sells inside the community). Every entry is checked: the trade has
-    /// the sign of the net flow and no more energy; and the member's cost at the posted schedule
+    /// the sign of the net flow, no more energy, and at most {INTERNAL_TRADE_MAX_WH} (trades are
+    /// stored as int20, twelve to a storage word); and the member's cost at the posted schedule
     /// is no more than its stand-alone cost of the same flow at the tariffs (individual
     /// rationality). `complete` closes the slot's schedule: internal trades must sum to zero.
     /// @dev Requirements: MANAGER_ROLE; the slot's mode is Optimisation; price within the
@@ -209,7 +205,7 @@ interface ICommunitySettlement {
     function period(uint32 periodIndex) external view returns (Period memory);
 
     /// @notice Energy member `memberId` supplied to other members in `periodIndex` (Wh), counted
-    /// when the community's share rule is proportional.
+    /// when the community's share rule is proportional (up to 2^36 - 1 Wh, where it stays).
     function contributionOf(uint32 periodIndex, uint32 memberId) external view returns (uint64);
 
     /// @notice Slots per profit-share period.

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
-import {ICdaMarket} from "./ICdaMarket.sol";
+/// @dev A settlement payment record is one 32-byte word: account (160 bits) | amount (int95;
+/// positive credits the account, negative charges it) | this flag (the lowest bit), which closes
+/// the account's position in the slot, releasing the trade payments it held.
+uint256 constant LEDGER_CLOSE_POSITION = 1;
+/// @dev Bytes per payment record.
+uint256 constant LEDGER_PAYMENT_BYTES = 32;
 
 /// @title The market's accounts as the settlement ledger (DESIGN.md section 6)
 /// @notice Settlement results land in the same internal balances members trade from. The
@@ -17,15 +22,10 @@ import {ICdaMarket} from "./ICdaMarket.sol";
 /// first) goes to the supplier. So every balance is always backed by tokens:
 /// `token balance = sum of balances + escrows + payments held in positions`.
 interface IMarketLedger {
-    /// @notice A signed amount for one account: positive credits it, negative charges it.
-    struct Payment {
-        address account;
-        int256 amount;
-    }
-
     error LedgerNoSupplier();
     error LedgerSupplierUnderfunded(address supplier, uint256 balance, uint256 needed);
     error LedgerNotMemberId(uint32 memberId);
+    error LedgerMalformedRecords(uint256 length, uint256 recordBytes);
     error MarketMemberInDebt(address member, uint256 debt);
 
     event SupplierAccountSet(address indexed supplier);
@@ -47,21 +47,25 @@ interface IMarketLedger {
 
     function debtOf(address account) external view returns (uint256);
 
-    /// @notice Addresses and (if `withPositions`) positions of members by id, for settling `slot`.
-    /// @dev Reverts with {LedgerNotMemberId} for an id never registered.
-    function settlementPositions(uint32 slot, uint32[] calldata memberIds, bool withPositions)
+    /// @notice Accounts and (if `withPositions`) positions in `slot` of the members whose ids
+    /// start the `recordBytes`-byte records of `records` (a big-endian uint32 each; a settlement
+    /// chunk of readings, or packed ids).
+    /// @dev Packed so that settling a chunk costs one call and one copy: per record two words,
+    /// the account (an address) and its position `boughtWh | soldWh << 64 | paid << 128 |
+    /// received << 192` (0 without positions). Reverts with {LedgerNotMemberId} for an id never
+    /// registered.
+    function settlementPositions(uint32 slot, bytes calldata records, uint256 recordBytes, bool withPositions)
         external
         view
-        returns (address[] memory accounts, ICdaMarket.Position[] memory positions);
+        returns (bytes memory accountsAndPositions);
 
-    /// @notice Closes the positions of `closing` in `slot` (releasing the trade payments they
-    /// held), applies `payments`, then gives the supplier the residual.
+    /// @notice Applies the packed `payments` of `slot` (records as {LEDGER_CLOSE_POSITION} describes): closes the positions
+    /// flagged (releasing the trade payments they held), credits and charges the accounts, then
+    /// gives the supplier the residual.
     /// @dev Requirements: SETTLEMENT_ROLE; if the residual is negative, the supplier's balance
     /// covers it. Emits {SettlementApplied}, and {DebtIncurred}/{DebtRepaid} where they happen.
     /// @return supplierAmount the supplier's residual (after debts taken on and repaid)
-    function applySettlement(uint32 slot, address[] calldata closing, Payment[] calldata payments)
-        external
-        returns (int256 supplierAmount);
+    function applySettlement(uint32 slot, bytes calldata payments) external returns (int256 supplierAmount);
 
     /// @notice Moves `amount` tokens from `from` (who approved the market) into `account`'s balance.
     /// @dev Requirements: SETTLEMENT_ROLE. Emits {AccountFunded}.

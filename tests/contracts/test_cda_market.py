@@ -59,7 +59,13 @@ TESTED_ERRORS = {
     "SafeCastOverflowedUintDowncast",
 }
 # the settlement ledger's errors are tested in test_settlement.py
-LEDGER_ERRORS = {"MarketMemberInDebt", "LedgerNoSupplier", "LedgerSupplierUnderfunded", "LedgerNotMemberId"}
+LEDGER_ERRORS = {
+    "MarketMemberInDebt",
+    "LedgerNoSupplier",
+    "LedgerSupplierUnderfunded",
+    "LedgerNotMemberId",
+    "LedgerMalformedRecords",
+}
 # see the module docstring; amounts converted to int256 are token sums, far below 2^255
 UNREACHABLE_ERRORS = {"SafeERC20FailedOperation", "SafeCastOverflowedUintToInt"}
 

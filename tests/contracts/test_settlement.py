@@ -31,12 +31,6 @@ from conftest import (
 PI, PE = 250_000, 60_000
 
 
-
-
-
-
-
-
 def trade(community, slot, seller, buyer, price, qty):
     community.market.placeOrder(slot, False, price, qty, {"from": seller})
     community.market.placeOrder(slot, True, price, qty, {"from": buyer})
@@ -52,7 +46,7 @@ def use_mode(community, admin, mode, rule=MMR, **fees):
 # ------------------------------------------------------------------------ Cda mode
 
 
-def test_cda_trades_and_imbalances(community, alice, bob, logs, plain):
+def test_cda_trades_and_imbalances(community, alice, bob, logs, plain, member_results):
     """alice sells bob 1000 Wh at 0.2/kWh; she exports 800 Wh (200 short), he imports 1300 Wh
     (300 more than bought)."""
     slot = community.market.nextOpenSlot()
@@ -65,7 +59,7 @@ def test_cda_trades_and_imbalances(community, alice, bob, logs, plain):
     # bob: paid 200000 at trade time (held); -300 * 250000 / 1000 = -75000 at import
     # supplier: the residual 50000 + 75000
     assert deltas(before, community.balances()) == [150_000, -75_000, 0, 0, 125_000, 0, 0]
-    settled = {args[1]: args[2:] for args in logs(tx, "MemberSettled")}
+    settled = {args[1]: args[2:] for args in member_results(tx)}
     assert settled[alice] == (1000, 200_000, -50_000, 0, 0)
     assert settled[bob] == (-1000, -200_000, -75_000, 0, 0)
     assert logs(tx, "SlotSettled") == [(slot, 2)]
@@ -145,13 +139,13 @@ def test_sharing_rules(community, admin, members, rule, flows, expected, logs):
     assert_solvent(community)
 
 
-def test_sharing_settles_in_two_passes(community, admin, alice, bob, carol, logs, plain):
+def test_sharing_settles_in_two_passes(community, admin, alice, bob, carol, member_results, plain):
     slot = use_mode(community, admin, SHARING, MMR)
     community.deliver(slot, {alice: (0, 1000), bob: (1000, 0), carol: (2000, 0)})
     community.past_deadline(slot)
     tally, *rest = community.chunks(slot, size=2)
     tx = community.settlement.settle(slot, tally.from_chain_bytes, tally.data, {"from": bob})
-    assert logs(tx, "MemberSettled") == []
+    assert member_results(tx) == []
     assert plain(community.settlement.slotState(slot)) == (TALLYING, SHARING, MMR, 3, 1, 0, 3000)
     community.settlement.settle(slot, rest[0].from_chain_bytes, rest[0].data, {"from": bob})
     # totals in: S = 1000, D = 3000; payments start again from the last reading
@@ -181,7 +175,7 @@ def test_a_forged_chunk_is_rejected_and_changes_nothing(community, alice, bob, e
     community.settle(slot)
 
 
-def test_chunk_size_does_not_change_the_result(community, admin, members, logs):
+def test_chunk_size_does_not_change_the_result(community, admin, members, member_results):
     """The same readings in three slots, settled in chunks of 4, 1 and 3 readings."""
     first = use_mode(community, admin, SHARING, SDR)
     flows = dict(zip(members, [(0, 1234), (987, 0), (555, 17), (3, 2001)]))
@@ -191,7 +185,7 @@ def test_chunk_size_does_not_change_the_result(community, admin, members, logs):
         community.past_deadline(slot)
         before = community.balances()
         txs = community.settle(slot, size=size)
-        settled = sorted(args[1:] for tx in txs for args in logs(tx, "MemberSettled"))
+        settled = sorted(args[1:] for tx in txs for args in member_results(tx))
         results.append((deltas(before, community.balances()), settled))
     assert results[0] == results[1] == results[2]
     assert sum(results[0][0]) == 0
@@ -230,7 +224,9 @@ def test_a_slot_without_readings_settles_in_one_call(community, logs):
 # --------------------------------------------------------------- missing readings
 
 
-def test_positions_without_a_reading_are_settled_as_contracted(community, alice, bob, carol, logs, error_pattern):
+def test_positions_without_a_reading_are_settled_as_contracted(
+    community, alice, bob, carol, logs, error_pattern, member_results
+):
     slot = community.market.nextOpenSlot()
     trade(community, slot, alice, bob, 200_000, 1000)
     community.deliver(slot, {carol: (10, 0)})  # neither alice nor bob reports
@@ -243,7 +239,7 @@ def test_positions_without_a_reading_are_settled_as_contracted(community, alice,
     assert logs(tx, "ReadingMissing") == [(slot, alice), (slot, bob)]
     assert deltas(before, community.balances()) == [200_000, 0, 0, 0, 0, 0, 0]
     again = community.settlement.settleUnmetered(slot, [1, 2], {"from": carol})  # nothing left
-    assert logs(again, "MemberSettled") == []
+    assert member_results(again) == []
     assert_solvent(community)
 
 
@@ -278,16 +274,30 @@ def test_the_supplier_must_cover_exports(community, alice, admin, error_pattern)
     exported = supplier_balance * 1000 // PE + 1000  # worth more than the supplier holds
     community.deliver(slot, {alice: (0, exported)})
     community.past_deadline(slot)
-    with brownie.reverts(revert_pattern=error_pattern("LedgerSupplierUnderfunded", community.supplier, supplier_balance, ...)):
+    with brownie.reverts(
+        revert_pattern=error_pattern("LedgerSupplierUnderfunded", community.supplier, supplier_balance, ...)
+    ):
         community.settle(slot)
 
 
 # ------------------------------------------------------------------ access control
 
 
-def test_only_the_settlement_contract_applies_payments(community, alice, admin, error_pattern):
-    with brownie.reverts():
-        community.market.applySettlement(1, [], [(alice.address, 1)], {"from": admin})
+def payment_record(account, amount: int, close: bool = False) -> bytes:
+    """A ledger payment record: account | int95 amount | close flag (IMarketLedger)."""
+    return bytes.fromhex(account.address[2:]) + ((amount << 1) | close).to_bytes(12, "big", signed=True)
+
+
+def test_only_the_settlement_contract_applies_payments(community, alice, bob, admin, error_pattern):
+    with brownie.reverts(revert_pattern=error_pattern("AccessControlUnauthorizedAccount", admin, ...)):
+        community.market.applySettlement(1, payment_record(alice, 1), {"from": admin})
+    # whole 32-byte records only, even from a holder of the role
+    community.market.grantRole(community.market.SETTLEMENT_ROLE(), admin, {"from": admin})
+    with brownie.reverts(revert_pattern=error_pattern("LedgerMalformedRecords", 31, 32)):
+        community.market.applySettlement(1, payment_record(alice, 1)[:31], {"from": admin})
+    before = community.balances()
+    community.market.applySettlement(1, payment_record(alice, -7) + payment_record(bob, 5), {"from": admin})
+    assert deltas(before, community.balances()) == [-7, 5, 0, 0, 2, 0, 0]  # the supplier takes the residual
     with brownie.reverts():
         community.market.fundAccount(admin, alice, 1, {"from": alice})
 
@@ -399,11 +409,22 @@ def test_ledger_member_ids_must_be_registered(community, alice, bob, error_patte
     trade(community, slot, alice, bob, 200_000, 1000)
     community.past_deadline(slot)
     community.settle(slot)
-    for member_id in (0, 5, 2**32 - 1):
+    for member_id in (5, 2**32 - 1):
         with brownie.reverts(revert_pattern=error_pattern("LedgerNotMemberId", member_id)):
             community.settlement.settleUnmetered(slot, [1, 2, member_id], {"from": bob})
+    with brownie.reverts(revert_pattern=error_pattern("SettlementMembersNotAscending", 0, 0)):
+        community.settlement.settleUnmetered(slot, [0], {"from": bob})  # ids start at 1
     with brownie.reverts(revert_pattern=error_pattern("LedgerNotMemberId", 5)):
-        community.market.settlementPositions(slot, [5], True)
+        community.market.settlementPositions(slot, (5).to_bytes(4, "big"), 4, True)
+    # packed per member: the account, then its position boughtWh | soldWh << 64 | paid << 128 |
+    # received << 192; the ids start records of any length (here readings: id | import | export)
+    answer = bytes(community.market.settlementPositions(slot, bytes.fromhex("0000000100000000000003e8"), 12, True))
+    position = community.market.positionOf(slot, alice)
+    assert answer[12:32].hex() == alice.address[2:].lower()
+    assert int.from_bytes(answer[32:], "big") == sum(int(field) << (64 * i) for i, field in enumerate(position))
+    for records, size in ((b"\x00\x00\x00", 4), (b"\x00" * 24, 0), (b"\x00" * 12, 8)):
+        with brownie.reverts(revert_pattern=error_pattern("LedgerMalformedRecords", len(records), size)):
+            community.market.settlementPositions(slot, records, size, True)
     assert community.market.positionOf(slot, alice)[1] == 1000  # nothing was settled
     community.settlement.settleUnmetered(slot, [1, 2], {"from": bob})
     assert community.market.positionOf(slot, alice)[1] == 0
@@ -411,7 +432,16 @@ def test_ledger_member_ids_must_be_registered(community, alice, bob, error_patte
 
 
 def test_settling_needs_a_supplier_account(
-    community, deploy_community, config, MeterOracle, CommunitySettlement, admin, manager, members, chain, web3,
+    community,
+    deploy_community,
+    config,
+    MeterOracle,
+    CommunitySettlement,
+    admin,
+    manager,
+    members,
+    chain,
+    web3,
     error_pattern,
 ):
     """A second community whose admin has not named the supplier: nothing settles that moves
@@ -428,8 +458,17 @@ def test_settling_needs_a_supplier_account(
         oracle.registerMeter(key.address, member, 0, {"from": manager})
     assert market.supplierAccount() == ZERO_ADDRESS
     second = SettlementCommunity(
-        market, community.token, oracle, settlement, ChainClock(chain, web3, market), members, keys,
-        community.supplier, community.dso, community.fee_manager, community.relayer,
+        market,
+        community.token,
+        oracle,
+        settlement,
+        ChainClock(chain, web3, market),
+        members,
+        keys,
+        community.supplier,
+        community.dso,
+        community.fee_manager,
+        community.relayer,
     )
     slot = market.nextOpenSlot()
     second.deliver(slot, {members[0]: (1000, 0)})

@@ -1,6 +1,6 @@
 """CommunitySettlement with 1,000 members: the same 1,000 readings (seeded random) delivered to
 two sharing-mode slots (MMR), one settled in a single pass per phase (one settle call for the
-tally, one for the payments), the other in chunks of 97 readings. Every member's MemberSettled
+tally, one for the payments), the other in chunks of 97 readings. Every member's MembersSettled
 values and balance changes are the same in both, equal to settlement/pricing.py's
 ``slot_amounts``; each slot is budget-balanced and the market stays solvent.
 
@@ -82,7 +82,7 @@ def member_flows(count, seed):
     return flows
 
 
-def test_a_thousand_members(community, admin, accounts, web3, logs, plain):
+def test_a_thousand_members(community, admin, accounts, web3, member_results, plain):
     started = time.monotonic()
     market, settlement, oracle, token = community.market, community.settlement, community.oracle, community.token
     registrars = list(accounts[10:20])  # dev accounts no fixture uses, as managers
@@ -136,7 +136,7 @@ def test_a_thousand_members(community, admin, accounts, web3, logs, plain):
                 txs.append(send_awaited(settlement.settle, args, community.relayer))
         assert settlement.slotState(slot)[0] == SETTLED
         after_balances, after_debts, after_rest = state()
-        settled = {args[1]: args[2:] for tx in txs for args in logs(tx, "MemberSettled")}
+        settled = {args[1]: args[2:] for tx in txs for args in member_results(tx)}
         assert len(settled) == MEMBERS
         # what each member got or owes now: a charge beyond its balance (0 here) is its debt
         changes = [(b1 - b0) - (d1 - d0) for b0, b1, d0, d1 in zip(balances, after_balances, debts, after_debts)]

@@ -23,17 +23,11 @@ GRID_FEE, MANAGER_FEE = 10_000, 2_500
 FEE = GRID_FEE + MANAGER_FEE
 PRICE = 150_003  # not a multiple of 1000 / Wh: trade values round down
 RESULT_HASH = bytes.fromhex("ab" * 32)
-LANE_MAX = 2**23 - 1  # internal trades are stored as int24
+LANE_MAX = 2**19 - 1  # internal trades are stored as int20 (CommunitySettlement.INTERNAL_TRADE_MAX_WH)
 # alice sells 800 Wh of a 1000 Wh forecast export; bob buys all of his 600 Wh; carol 200 of 500
 ENTRIES = [(1, 1_000, 800), (2, -600, -600), (3, -500, -200)]
 # what they then meter (import_wh, export_wh): alice +900, bob -700, carol -400, dave +50
 READINGS = [(0, 900), (700, 0), (500, 100), (0, 50)]
-
-
-
-
-
-
 
 
 def use_optimisation(community, admin, from_slot=None):
@@ -55,8 +49,8 @@ def scheduled(community, slot):
     return [community.settlement.scheduledInternalWh(slot, member_id) for member_id in range(1, 6)]
 
 
-def settled_by_member(txs, logs):
-    return {args[1]: args[2:] for tx in txs for args in logs(tx, "MemberSettled")}
+def settled_by_member(txs, member_results):
+    return {args[1]: args[2:] for tx in txs for args in member_results(tx)}
 
 
 def assert_nothing_kept(community, manager, slot, logs, kept=(0, 0, 0, 0, 0)):
@@ -86,12 +80,12 @@ def test_post_a_schedule(community, admin, manager, logs, plain):
 
 def test_entries_are_packed_big_endian_twos_complement():
     assert pack_schedule([(1, -600, -1), (258, 2**31 - 1, -(2**31))]).hex() == (
-        "00000001" "fffffda8" "ffffffff" "00000102" "7fffffff" "80000000"
+        "00000001fffffda8ffffffff000001027fffffff80000000"
     )
 
 
 def test_internal_trades_up_to_the_lane_size(community, admin, manager, logs, error_pattern):
-    """Trades are kept as int24, ten to a storage word (ids 1..4 share one): the largest in
+    """Trades are kept as int20, twelve to a storage word (ids 1..4 share one): the largest in
     both directions, next to each other, read back exactly; one Wh more is refused."""
     slot = use_optimisation(community, admin)
     for entry in ((1, LANE_MAX + 1, LANE_MAX + 1), (2, -LANE_MAX - 1, -LANE_MAX - 1)):
@@ -101,12 +95,13 @@ def test_internal_trades_up_to_the_lane_size(community, admin, manager, logs, er
     tx = post(community, manager, slot, entries)
     assert logs(tx, "SchedulePosted") == [(slot, PRICE, 4, 0)]
     assert scheduled(community, slot) == [LANE_MAX, -LANE_MAX, 1, -1, 0]
+    assert community.settlement.INTERNAL_TRADE_MAX_WH() == LANE_MAX
 
 
 # ----------------------------------------------------------------------------- settling
 
 
-def test_settle_against_the_posted_trades(community, admin, manager, members, logs):
+def test_settle_against_the_posted_trades(community, admin, manager, members, logs, member_results):
     slot = use_optimisation(community, admin)
     post(community, manager, slot, ENTRIES)
     before = community.balances()
@@ -119,7 +114,7 @@ def test_settle_against_the_posted_trades(community, admin, manager, members, lo
     # bob -700 + 600 = -100 -> -25000; carol -400 + 200 = -200 -> -50000; dave +50 -> 3000
     # fees per kWh of |internal|: alice 800 * (10000 + 2500) / 1000 = 8000 + 2000 = 10000;
     # bob 600 -> 6000 + 1500 = 7500; carol 200 -> 2000 + 500 = 2500
-    assert settled_by_member([tx], logs) == {
+    assert settled_by_member([tx], member_results) == {
         alice: (800, 120_002, 6_000, 10_000, 0),
         bob: (-600, -90_001, -25_000, 7_500, 0),
         carol: (-200, -30_000, -50_000, 2_500, 0),
@@ -140,7 +135,7 @@ def test_settle_against_the_posted_trades(community, admin, manager, members, lo
     assert_solvent(community)
 
 
-def test_a_chunked_posting_equals_a_single_posting(community, admin, manager, members, logs):
+def test_a_chunked_posting_equals_a_single_posting(community, admin, manager, members, logs, member_results):
     single = use_optimisation(community, admin)
     chunked = single + 1
     post(community, manager, single, ENTRIES)
@@ -158,13 +153,15 @@ def test_a_chunked_posting_equals_a_single_posting(community, admin, manager, me
     for slot, size in ((single, 4), (chunked, 1)):
         before = community.balances()
         txs = community.settle(slot, size=size)
-        results.append((deltas(before, community.balances()), settled_by_member(txs, logs)))
+        results.append((deltas(before, community.balances()), settled_by_member(txs, member_results)))
     assert results[0] == results[1]
     assert results[0][0] == [116_002, -122_501, -82_500, 3_000, 65_999, 16_000, 4_000]
     assert_solvent(community)
 
 
-def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(community, admin, manager, members, logs):
+def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(
+    community, admin, manager, members, logs, member_results
+):
     """An incomplete schedule (and no schedule at all) is no contract: everyone is settled at
     the tariffs, no fees, and the slot is flagged."""
     incomplete = use_optimisation(community, admin)
@@ -179,7 +176,7 @@ def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(community, ad
         (tx,) = community.settle(slot)
         assert logs(tx, "ScheduleMissing") == [(slot,)]
         # alice +900 * 60 = 54000; bob -700 * 250 = -175000; carol -400 * 250 = -100000; dave 3000
-        assert settled_by_member([tx], logs) == {
+        assert settled_by_member([tx], member_results) == {
             alice: (0, 0, 54_000, 0, 0),
             bob: (0, 0, -175_000, 0, 0),
             carol: (0, 0, -100_000, 0, 0),
@@ -187,12 +184,12 @@ def test_a_slot_without_a_complete_schedule_settles_at_the_tariffs(community, ad
         }
         assert deltas(before, community.balances()) == [54_000, -175_000, -100_000, 3_000, 218_000, 0, 0]
         again = community.settlement.settleUnmetered(slot, [1, 2, 3, 4], {"from": dave})
-        assert logs(again, "MemberSettled") == []
+        assert member_results(again) == []
     assert_solvent(community)
 
 
 def test_a_posted_trade_without_a_reading_is_settled_as_contracted(
-    community, admin, manager, members, logs, error_pattern
+    community, admin, manager, members, logs, error_pattern, member_results
 ):
     slot = use_optimisation(community, admin)
     post(community, manager, slot, ENTRIES)
@@ -201,7 +198,7 @@ def test_a_posted_trade_without_a_reading_is_settled_as_contracted(
     community.deliver(slot, {alice: READINGS[0], bob: READINGS[1], dave: READINGS[3]})  # carol is silent
     community.past_deadline(slot)
     (tx,) = community.settle(slot)
-    assert set(settled_by_member([tx], logs)) == {alice, bob, dave}
+    assert set(settled_by_member([tx], member_results)) == {alice, bob, dave}
     assert scheduled(community, slot) == [0, 0, -200, 0, 0]  # carol's trade is still to settle
     middle = community.balances()
     # as in test_settle_against_the_posted_trades without carol: the supplier's residual is
@@ -211,14 +208,14 @@ def test_a_posted_trade_without_a_reading_is_settled_as_contracted(
         community.settlement.settleUnmetered(slot, [3, 5], {"from": dave})
     unmetered = community.settlement.settleUnmetered(slot, [1, 2, 3, 4], {"from": dave})
     # as contracted: -200 * 150003 / 1000 -> -30000 and 2000 + 500 fees; nothing at the tariffs
-    assert logs(unmetered, "MemberSettled") == [(slot, carol, -200, -30_000, 0, 2_500, 0)]
+    assert member_results(unmetered) == [(slot, carol, -200, -30_000, 0, 2_500, 0)]
     assert logs(unmetered, "ReadingMissing") == [(slot, carol)]
     assert scheduled(community, slot) == [0, 0, 0, 0, 0]
     # carol -32500; the supplier +30000 (so 15999 in all: 65999 there, less carol's 50000
     # imbalance never metered), DSO +2000, manager +500
     assert deltas(middle, community.balances()) == [0, 0, -32_500, 0, 30_000, 2_000, 500]
     again = community.settlement.settleUnmetered(slot, [1, 2, 3, 4], {"from": dave})  # settled once
-    assert logs(again, "MemberSettled") == []
+    assert member_results(again) == []
     assert sum(deltas(before, community.balances())) == 0
     assert_solvent(community)
 

@@ -43,10 +43,6 @@ def balances(community):
     return [community.market.balanceOf(account) for account in accounts(community)]
 
 
-
-
-
-
 def future_period(community):
     """``(period, first slot)`` of the first period whose slots are all open for trading."""
     slot = community.market.nextOpenSlot() + 1
@@ -103,15 +99,15 @@ def retained_pot(community, admin, members):
 # ---------------------------------------------------------------------- savings retained
 
 
-def test_savings_are_retained_into_the_period_pot(community, admin, members, logs, plain):
+def test_savings_are_retained_into_the_period_pot(community, admin, members, member_results, plain):
     period, _, before, txs = retained_pot(community, admin, members)
     alice, bob, carol, _ = members
-    cda = {args[1]: args[2:] for args in logs(txs[0], "MemberSettled")}
+    cda = {args[1]: args[2:] for args in member_results(txs[0])}
     # Cda: alice +200000 for the trade; alone her 1000 Wh would fetch 1000 * 60 = 60000: she saves
     # 140000 and 20% = 28000 is retained. bob pays 200000 and sells his 500 Wh surplus at the export
     # tariff, +30000: -170000 against -500 * 250 = -125000 alone: no saving, nothing retained
     assert cda == {alice: (1_000, 200_000, 0, 0, 28_000), bob: (-1_000, -200_000, 30_000, 0, 0)}
-    sharing = {args[1]: args[2:] for tx in txs[1:3] for args in logs(tx, "MemberSettled")}
+    sharing = {args[1]: args[2:] for tx in txs[1:3] for args in member_results(tx)}
     # MMR, S = 1000 < D = 3000: Ps = 155000, Pb = (1000*155000 + 2000*250000)/3000 = 218333.3..
     # alice +155000 vs +60000 alone: saves 95000 -> 19000; bob -218333 vs -250000: 31667 ->
     # 6333 (6333.4 rounded down); carol -436666 vs -500000: 63334 -> 12666 (12666.8)
@@ -345,8 +341,10 @@ def test_fund_pot(community, admin, outsider, logs, plain, error_pattern):
     assert community.token.balanceOf(community.market) == held + 400_001
     with brownie.reverts(revert_pattern=error_pattern("MarketZeroAmount")):
         community.settlement.fundPot(period, 0, {"from": outsider})
-    with brownie.reverts(revert_pattern=error_pattern("SafeCastOverflowedUintDowncast", 128, 2**128)):
-        community.settlement.fundPot(period, 2**128, {"from": outsider})
+    # a pot stays below 2^88 base units (MAX_POT), so every share fits a ledger record
+    assert community.settlement.MAX_POT() == 2**88 - 1
+    with brownie.reverts(revert_pattern=error_pattern("SafeCastOverflowedUintDowncast", 88, 2**88)):
+        community.settlement.fundPot(period, 2**88 - 400_001, {"from": outsider})
     community.token.approve(community.market, 0, {"from": outsider})
     with brownie.reverts():  # the token refuses the transfer: nothing is credited
         community.settlement.fundPot(period, 1, {"from": outsider})

@@ -10,7 +10,7 @@ chunks of random size and ``settleUnmetered`` for every member. Then:
 * budget balance to the base unit: the balance changes of all accounts (members, supplier, DSO,
   manager, the pot) sum to zero;
 * every account's change equals the reference: sharing amounts from settlement/pricing.py's
-  ``slot_amounts`` (also compared with the MemberSettled energy amounts), Cda trades at their
+  ``slot_amounts`` (also compared with the MembersSettled energy amounts), Cda trades at their
   prices with imbalances at the tariffs, fees per kWh traded, savings retained, the supplier's
   residual;
 * solvency: the market holds exactly the sum of all balances, and the slot has no open position
@@ -69,8 +69,6 @@ class SlotCase:
     trades: tuple[Trade, ...]
     readings: tuple[tuple[int, int] | None, ...]  # per member: (import_wh, export_wh) or no reading
     chunk: int
-
-
 
 
 WH = weighted((1, st.just(0)), (4, st.integers(0, MAX_WH)))
@@ -171,7 +169,7 @@ def settle(community, slot, mode, size, caller):
     return txs
 
 
-def run_slot(community, admin, case: SlotCase, logs, plain, stats: Counter, used: list[int]) -> None:
+def run_slot(community, admin, case: SlotCase, logs, member_results, plain, stats: Counter, used: list[int]) -> None:
     market, settlement, members = community.market, community.settlement, community.members
     # a whole slot length before its gate closes, and never a slot an earlier run used (hypothesis
     # runs a failing example again)
@@ -202,7 +200,7 @@ def run_slot(community, admin, case: SlotCase, logs, plain, stats: Counter, used
     assert sum(changes) == 0  # budget balance, to the base unit
     assert changes == expected
     if case.mode == SHARING:
-        settled = [args[1:] for tx in txs for args in logs(tx, "MemberSettled")]
+        settled = [args[1:] for tx in txs for args in member_results(tx)]
         assert len(settled) == len(readings)  # once each
         energy = {member: energy_amount for member, _, energy_amount, *_ in settled}
         assert [energy[member] for member in readings] == shared
@@ -221,7 +219,7 @@ def run_slot(community, admin, case: SlotCase, logs, plain, stats: Counter, used
     stats["retained"] += expected[-1] > 0
 
 
-def test_settled_slots_balance_and_match_the_reference(community, admin, logs, plain):
+def test_settled_slots_balance_and_match_the_reference(community, admin, logs, member_results, plain):
     token, market = community.token, community.market
     for account in (*community.members, community.supplier):  # no member runs into debt
         token.mint(account, TOP_UP, {"from": admin})
@@ -236,7 +234,7 @@ def test_settled_slots_balance_and_match_the_reference(community, admin, logs, p
     @example(case=EXPLICIT[2])
     @example(case=EXPLICIT[3])
     def run(case):
-        run_slot(community, admin, case, logs, plain, stats, used)
+        run_slot(community, admin, case, logs, member_results, plain, stats, used)
 
     run()
     print("\n" + "\n".join(f"{key}: {count}" for key, count in sorted(stats.items())))

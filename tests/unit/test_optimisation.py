@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from settlement.chunks import INTERNAL_TRADE_MAX_WH
 from settlement.community import Battery, Community, MemberForecast, synthetic_community
 from settlement.optimisation import (
     CertificateError,
@@ -374,4 +375,8 @@ def test_posted_figures_stay_exact_beyond_int64() -> None:
     posted = to_posted(clear(community))
     assert posted.internal_wh.tolist() == [[1_500_000_000], [-1_500_000_000]]
     assert posted.standalone_bill_milli_base_units[1] == 1_500_000_000 * 8_000_000_000 > 2**63
-    assert check_posted(posted, community) == []
+    # the bills check exactly; only the contract's lane size (int20 Wh per member and slot) refuses
+    assert check_posted(posted, community) == [
+        f"member {name}, slot 0: internal trade {trade} Wh beyond the contract's +-{INTERNAL_TRADE_MAX_WH} Wh"
+        for name, trade in (("plant", 1_500_000_000), ("smelter", -1_500_000_000))
+    ]
