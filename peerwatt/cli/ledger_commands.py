@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ app.add_typer(ledger_app, name="ledger")
 
 UINT32 = 2**32 - 1
 DbOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--db",
         envvar=LEDGER_DB_ENV,
@@ -34,13 +34,11 @@ DbOption = Annotated[
 PROGRESS_SECONDS = 2.0
 
 
-def _db_path(app_ctx: AppContext, db: Optional[Path]) -> Path:
+def _db_path(app_ctx: AppContext, db: Path | None) -> Path:
     """The ledger file; asks the chain only when the deployment file is the default one
     (``deployments/<chain-id>.json``), so export works with the chain stopped."""
     deployment_file = (
-        Path(app_ctx.deployment_option)
-        if app_ctx.deployment_option
-        else deployment_path(None, chain_id(app_ctx.w3()))
+        Path(app_ctx.deployment_option) if app_ctx.deployment_option else deployment_path(None, chain_id(app_ctx.w3()))
     )
     path = resolve_path(db, deployment_file)
     assert path is not None
@@ -99,11 +97,11 @@ def export(
     table: Annotated[ExportTable, typer.Option("--table", help="Which table.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.CSV,
     out: Annotated[
-        Optional[Path], typer.Option("--out", dir_okay=False, help="Output file (CSV: default stdout).")
+        Path | None, typer.Option("--out", dir_okay=False, help="Output file (CSV: default stdout).")
     ] = None,
-    slot_from: Annotated[Optional[int], typer.Option("--from-slot", min=0, max=UINT32, help="First slot.")] = None,
-    slot_to: Annotated[Optional[int], typer.Option("--to-slot", min=0, max=UINT32, help="Last slot.")] = None,
-    member: Annotated[Optional[str], typer.Option("--member", help="Only this member's rows (an address).")] = None,
+    slot_from: Annotated[int | None, typer.Option("--from-slot", min=0, max=UINT32, help="First slot.")] = None,
+    slot_to: Annotated[int | None, typer.Option("--to-slot", min=0, max=UINT32, help="Last slot.")] = None,
+    member: Annotated[str | None, typer.Option("--member", help="Only this member's rows (an address).")] = None,
     db: DbOption = None,
 ) -> None:
     """Write a ledger table (orders, trades, readings, events, daily) as CSV or Parquet; reads the

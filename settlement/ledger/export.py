@@ -37,7 +37,11 @@ def table_frame(
         if slot_from is not None or slot_to is not None or member is not None:
             raise InputError(f"the {table.value} table takes no slot or member filter")
         return ledger.events() if table is ExportTable.EVENTS else ledger.daily_summary()
-    query = {ExportTable.ORDERS: ledger.orders, ExportTable.TRADES: ledger.trades, ExportTable.READINGS: ledger.readings}
+    query = {
+        ExportTable.ORDERS: ledger.orders,
+        ExportTable.TRADES: ledger.trades,
+        ExportTable.READINGS: ledger.readings,
+    }
     return query[table](slot_from=slot_from, slot_to=slot_to, member=member)
 
 

@@ -18,7 +18,7 @@ block ranges into the store, resuming where the last sync stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -221,17 +221,25 @@ class Indexer:
         if top is None or self._chain_hash(top[0]) == top[1]:
             return
         numbers = self.store.block_numbers()
-        matching, diverged = -1, len(numbers) - 1  # numbers[diverged] is off the chain
-        while diverged - matching > 1:
-            middle = (matching + diverged) // 2
-            if self._chain_hash(numbers[middle]) == self.store.block_hash(numbers[middle]):
-                matching = middle
-            else:
-                diverged = middle
-        if matching < 0:
+        kept = last_on_chain(numbers, lambda number: self._chain_hash(number) == self.store.block_hash(number))
+        if kept is None:
             report.events_removed += self.store.count("events")
             report.reset = True
             self.store.clear()
             return
-        report.rolled_back_to = numbers[matching]
-        report.events_removed += self.store.rollback_above(numbers[matching])
+        report.rolled_back_to = kept
+        report.events_removed += self.store.rollback_above(kept)
+
+
+def last_on_chain(numbers: Sequence[int], on_chain: Callable[[int], bool]) -> int | None:
+    """The highest of the ascending block ``numbers`` for which ``on_chain`` holds, given that it
+    holds up to some block and for none after it, and not for the last one; None if for none.
+    O(log n) calls of ``on_chain`` (each one RPC request)."""
+    matching, diverged = -1, len(numbers) - 1  # invariants: numbers[diverged] is off the chain, numbers[matching] on it
+    while diverged - matching > 1:
+        middle = (matching + diverged) // 2
+        if on_chain(numbers[middle]):
+            matching = middle
+        else:
+            diverged = middle
+    return numbers[matching] if matching >= 0 else None

@@ -148,7 +148,9 @@ class Ledger:
         """
         columns = ("order_id", "slot", "member", "is_buy", "price", "qty_wh", "filled_wh", "reason",
                    "block_number", "log_index", "tx_hash")  # fmt: skip
-        frame = _exact(self._frame(sql, [*where.params, *page_params, block, block, block], columns), ("qty_wh", "filled_wh"))
+        frame = _exact(
+            self._frame(sql, [*where.params, *page_params, block, block, block], columns), ("qty_wh", "filled_wh")
+        )
         frame.insert(3, "side", frame.pop("is_buy").map(lambda is_buy: Side.of(bool(is_buy)).value))
         cancelled = frame["reason"].notna()
         frame["remaining_wh"] = (frame["qty_wh"] - frame["filled_wh"]).where(~cancelled, 0)
@@ -292,7 +294,7 @@ class Ledger:
         slots["shared_wh"] = slots[["net_import_wh", "net_export_wh"]].min(axis=1)
         clock = self.binding.slot_clock
         slots["day"] = slots["slot"].map(
-            lambda slot: dt.datetime.fromtimestamp(clock.slot_start(int(slot)), dt.timezone.utc).date().isoformat()
+            lambda slot: dt.datetime.fromtimestamp(clock.slot_start(int(slot)), dt.UTC).date().isoformat()
         )
         days = slots.groupby("day", sort=True).agg(
             first_slot=("slot", "min"),

@@ -168,5 +168,14 @@ def add_log(batch: Batch, raw: dict[str, Any], contracts: dict[str, str]) -> Non
             for table, row in typed(log, args):
                 batch.typed.setdefault(table, []).append(row)
     batch.events.append(
-        (block_number, log.log_index, raw["blockHash"], log.tx_hash, int(raw["transactionIndex"], 16), contract, name, text)
+        (
+            block_number,
+            log.log_index,
+            raw["blockHash"],
+            log.tx_hash,
+            int(raw["transactionIndex"], 16),
+            contract,
+            name,
+            text,
+        )
     )

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from peerwatt.errors import ConflictError, InputError
 from peerwatt.slots import SlotClock
@@ -155,12 +155,14 @@ class Store:
             if version is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(version) != SCHEMA_VERSION:
-                raise ConflictError(f"ledger {path} has schema version {version}, this peerwatt writes {SCHEMA_VERSION}")
+                raise ConflictError(
+                    f"ledger {path} has schema version {version}, this peerwatt writes {SCHEMA_VERSION}"
+                )
 
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
