@@ -1,4 +1,4 @@
-"""``peerwatt ledger sync|export``: the auditor's ledger of every contract event."""
+"""``peerwatt ledger sync|export|serve``: the auditor's ledger of every contract event."""
 
 from __future__ import annotations
 
@@ -115,3 +115,24 @@ def export(
     write(frame, fmt, out if out is not None else sys.stdout)
     if out is not None:
         typer.echo(f"{len(frame)} {table.value} rows written to {out}")
+
+
+@ledger_app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    db: DbOption = None,
+) -> None:
+    """Serve the ledger read-only over HTTP (OpenAPI docs at /docs); readings need the auditor
+    key in X-API-Key when PEERWATT_AUDITOR_KEY is set."""
+    import uvicorn  # only this command needs the server
+
+    from settlement.ledger.api import ApiSettings, create_app
+
+    path = _db_path(context(ctx), db)
+    Ledger.open(path).store.close()  # a missing or empty ledger is reported before listening
+    settings = ApiSettings.from_env(path)
+    restricted = "readings need the auditor key" if settings.auditor_key else "no auditor key set: readings are public"
+    note(f"serving the ledger {path} at http://{host}:{port} ({restricted}); docs at /docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

@@ -45,9 +45,13 @@ METER_B = "0x" + "bb" * 20
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Ledger:
+    return sample_ledger(tmp_path / "ledger.sqlite")
+
+
+def sample_ledger(path: Path) -> Ledger:
     """Blocks 2-6: two asks of Alice, Bob's bid takes 1,500 Wh (all of ask 1, part of ask 2),
     Carol bids low and cancels at block 6; readings of two meters for two slots."""
-    store = Store(tmp_path / "ledger.sqlite")
+    store = Store(path)
     store.bind(BINDING)
     logs = [
         raw_log("MeterOracle", "MeterRegistered", 1, 0, meter=METER_A, member=ALICE, fromSlot=0),
