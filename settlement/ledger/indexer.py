@@ -165,11 +165,10 @@ class Indexer:
             return None
         batch = Batch()
         for log in fetched.logs:
-            if log.get("removed"):
+            known = batch.block_hashes.get(int(log["blockNumber"], 16), log["blockHash"])
+            if log.get("removed") or known != log["blockHash"]:  # logs of one block from two forks
                 return None
             add_log(batch, log, self.contracts)
-            if batch.block_hashes[int(log["blockNumber"], 16)] != log["blockHash"]:
-                return None
         if batch.block_hashes.get(fetched.last, fetched.last_hash) != fetched.last_hash:
             return None
         return batch
