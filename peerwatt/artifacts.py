@@ -8,7 +8,7 @@ web3.py's per-request formatters (they dominate the cost of sending many transac
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -117,30 +117,82 @@ def constructor_data(contract: str, *args: Any) -> str:
     return (code if code.startswith("0x") else "0x" + code) + abi_encode(types, list(args)).hex()
 
 
+WordDecoder = Callable[[bytes], Any]
+
+
+def _word_decoder(kind: str) -> WordDecoder | None:
+    """A decoder of one 32-byte ABI word holding a static elementary type (the same values as
+    eth_abi gives), or None for dynamic types, arrays and tuples. Decoding words directly is
+    about five times faster than eth_abi's general decoder, which the ledger's indexer feels."""
+    if "[" in kind or kind.startswith("("):
+        return None
+    if kind.startswith("uint"):
+        return lambda word: int.from_bytes(word, "big")
+    if kind.startswith("int"):
+        return lambda word: int.from_bytes(word, "big", signed=True)
+    if kind == "address":
+        return lambda word: "0x" + word[12:].hex()
+    if kind == "bool":
+        return lambda word: word[31] != 0
+    if kind.startswith("bytes") and kind != "bytes":
+        size = int(kind[5:])
+        return lambda word: word[:size]
+    return None
+
+
 @dataclass(frozen=True)
 class _EventCoder:
     name: str
     indexed: tuple[tuple[str, str], ...]  # (name, type) of topics 1..3
     data: tuple[tuple[str, str], ...]  # (name, type) of the data part
     order: tuple[str, ...]  # argument names in declaration order
+    topic_decoders: tuple[WordDecoder, ...]  # one per indexed argument (none of ours is dynamic)
+    data_decoders: tuple[WordDecoder, ...] | None  # one per data word, None when a data type is dynamic
+
+    def decode(self, topics: Sequence[str | bytes], data: bytes | str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for (name, _), decoder, topic in zip(self.indexed, self.topic_decoders, topics[1:]):
+            values[name] = decoder(hex_bytes(topic))
+        raw = hex_bytes(data)
+        if self.data_decoders is not None:
+            for index, ((name, _), decoder) in enumerate(zip(self.data, self.data_decoders)):
+                values[name] = decoder(raw[32 * index : 32 * index + 32])
+        else:
+            decoded = abi_decode([kind for _, kind in self.data], raw)
+            values.update({name: value for (name, _), value in zip(self.data, decoded)})
+        return {name: values[name] for name in self.order}
+
+
+def _event_coder(entry: dict[str, Any]) -> _EventCoder:
+    types = [collapse_if_tuple(arg) for arg in entry["inputs"]]
+    args = list(zip(entry["inputs"], types))
+    indexed = tuple((arg["name"], kind) for arg, kind in args if arg["indexed"])
+    data = tuple((arg["name"], kind) for arg, kind in args if not arg["indexed"])
+    topic_decoders = tuple(_word_decoder(kind) or _eth_abi_word(kind) for _, kind in indexed)
+    data_decoders = tuple(_word_decoder(kind) for _, kind in data)
+    return _EventCoder(
+        entry["name"],
+        indexed,
+        data,
+        tuple(arg["name"] for arg in entry["inputs"]),
+        topic_decoders,
+        data_decoders if all(decoder is not None for decoder in data_decoders) else None,  # type: ignore[arg-type]
+    )
+
+
+def _eth_abi_word(kind: str) -> WordDecoder:
+    return lambda word: abi_decode([kind], word)[0]
 
 
 @lru_cache(maxsize=None)
 def _event_coders() -> dict[bytes, _EventCoder]:
+    """Topic 0 -> coder, for the events of every contract (an event declared by several contracts,
+    e.g. the AccessControl ones, has one signature and so one coder)."""
     coders: dict[bytes, _EventCoder] = {}
     for contract in CONTRACT_NAMES:
         for entry in abi(contract):
-            if entry.get("type") != "event" or entry.get("anonymous"):
-                continue
-            types = [collapse_if_tuple(arg) for arg in entry["inputs"]]
-            topic = _signature_hash(entry)
-            args = list(zip(entry["inputs"], types))
-            coders[topic] = _EventCoder(
-                entry["name"],
-                tuple((arg["name"], kind) for arg, kind in args if arg["indexed"]),
-                tuple((arg["name"], kind) for arg, kind in args if not arg["indexed"]),
-                tuple(arg["name"] for arg in entry["inputs"]),
-            )
+            if entry.get("type") == "event" and not entry.get("anonymous"):
+                coders[_signature_hash(entry)] = _event_coder(entry)
     return coders
 
 
@@ -151,12 +203,15 @@ def decode_event(topics: Sequence[str | bytes], data: bytes | str) -> tuple[str,
     coder = _event_coders().get(hex_bytes(topics[0]))
     if coder is None:
         return None
-    values: dict[str, Any] = {}
-    for (name, kind), topic in zip(coder.indexed, topics[1:]):
-        values[name] = abi_decode([kind], hex_bytes(topic))[0]
-    decoded = abi_decode([kind for _, kind in coder.data], hex_bytes(data))
-    values.update({name: value for (name, _), value in zip(coder.data, decoded)})
-    return coder.name, {name: values[name] for name in coder.order}
+    return coder.name, coder.decode(topics, data)
+
+
+def event_types(name: str) -> dict[str, str]:
+    """Argument name -> ABI type of the event ``name`` (of any of our contracts)."""
+    for coder in _event_coders().values():
+        if coder.name == name:
+            return dict(coder.indexed + coder.data)
+    raise NotFoundError(f"no contract has an event {name}")
 
 
 def event_topic(contract: str, name: str) -> str:

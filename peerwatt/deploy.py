@@ -92,7 +92,8 @@ def deploy_community(
 
     say("deploying PeerwattToken")
     token_init = artifacts.constructor_data("PeerwattToken", deployer, TOKEN_NAME, TOKEN_SYMBOL)
-    token = _created(sender.mined(sender.send(deployer, None, token_init)).contract_address)
+    token_receipt = sender.mined(sender.send(deployer, None, token_init))
+    token = _created(token_receipt.contract_address)
     say("deploying CdaMarket")
     market_receipt = sender.mined(sender.send(deployer, None, market_init(token)))
     market = _created(market_receipt.contract_address)
@@ -152,6 +153,7 @@ def deploy_community(
         settlement=w3.to_checksum_address(settlement),
         deployer=w3.to_checksum_address(deployer),
         deploy_block=market_receipt.block_number,
+        first_block=token_receipt.block_number,
         deploy_block_hash=block["hash"],
         slot_clock=SlotClock(epoch, config.slot_seconds, config.market.gate_seconds),
         members=named,

@@ -40,6 +40,23 @@ class Deployment:
     meters: dict[str, str] = field(default_factory=dict)  # member name -> its meter key's address
     # who settlement pays besides members: "supplier", "dso", "manager" -> address
     parties: dict[str, str] = field(default_factory=dict)
+    # the block of the first contract (the token, whose constructor emits events before the market
+    # exists): where a ledger starts reading; None in files written before it was recorded
+    first_block: int | None = None
+
+    @property
+    def start_block(self) -> int:
+        """The first block that can hold an event of the community's contracts."""
+        return self.deploy_block if self.first_block is None else min(self.first_block, self.deploy_block)
+
+    def addresses(self) -> dict[str, str]:
+        """Contract name -> address of the community's contracts."""
+        return {
+            "PeerwattToken": self.token,
+            "CdaMarket": self.market,
+            "MeterOracle": self.oracle,
+            "CommunitySettlement": self.settlement,
+        }
 
     def member_address(self, name: str) -> str:
         """Address of the member called ``name``."""
@@ -57,13 +74,9 @@ class Deployment:
         return {
             "version": FORMAT_VERSION,
             "chain_id": self.chain_id,
-            "contracts": {
-                "PeerwattToken": self.token,
-                "CdaMarket": self.market,
-                "MeterOracle": self.oracle,
-                "CommunitySettlement": self.settlement,
-            },
+            "contracts": self.addresses(),
             "deployer": self.deployer,
+            "first_block": self.first_block,
             "deploy_block": self.deploy_block,
             "deploy_block_hash": self.deploy_block_hash,
             "slot_clock": {
@@ -92,6 +105,7 @@ class Deployment:
             members=dict(data.get("members", {})),
             meters=dict(data.get("meters", {})),
             parties=dict(data.get("parties", {})),
+            first_block=None if data.get("first_block") is None else int(data["first_block"]),
         )
 
     def save(self, path: Path) -> Path:

@@ -13,3 +13,4 @@ bash tools/setup.sh
 .venv/bin/python benchmarks/clearing.py
 .venv/bin/python benchmarks/replay_throughput.py
 .venv/bin/python benchmarks/readings_throughput.py
+.venv/bin/python benchmarks/ledger_indexing.py

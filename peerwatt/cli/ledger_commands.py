@@ -1,0 +1,138 @@
+"""``peerwatt ledger sync|export|serve``: the auditor's ledger of every contract event."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from peerwatt.chain import chain_id
+from peerwatt.cli.app import AppContext, app, context
+from peerwatt.cli.output import note
+from peerwatt.deployment import deployment_path
+from settlement.ledger.export import ExportFormat, ExportTable, table_frame, write
+from settlement.ledger.indexer import MAX_RANGE_BLOCKS, Indexer
+from settlement.ledger.queries import Ledger
+from settlement.ledger.store import LEDGER_DB_ENV, Store, resolve_path
+
+ledger_app = typer.Typer(help="The auditor's ledger: index every contract event, export tables.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+UINT32 = 2**32 - 1
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar=LEDGER_DB_ENV,
+        dir_okay=False,
+        help="Ledger database (default: beside the deployment file, <name>.ledger.sqlite).",
+    ),
+]
+PROGRESS_SECONDS = 2.0
+
+
+def _db_path(app_ctx: AppContext, db: Path | None) -> Path:
+    """The ledger file; asks the chain only when the deployment file is the default one
+    (``deployments/<chain-id>.json``), so export works with the chain stopped."""
+    deployment_file = (
+        Path(app_ctx.deployment_option) if app_ctx.deployment_option else deployment_path(None, chain_id(app_ctx.w3()))
+    )
+    path = resolve_path(db, deployment_file)
+    assert path is not None
+    return path
+
+
+@ledger_app.command()
+def sync(
+    ctx: typer.Context,
+    db: DbOption = None,
+    max_range: Annotated[
+        int, typer.Option("--max-range", min=1, help="Most blocks read per eth_getLogs request.")
+    ] = MAX_RANGE_BLOCKS,
+    confirmations: Annotated[
+        int, typer.Option("--confirmations", min=0, help="Leave the newest N blocks for a later sync.")
+    ] = 0,
+) -> None:
+    """Index every event of the community's contracts since the last sync (re-indexing from where
+    a reorganised or reset chain diverged)."""
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    path = resolve_path(db, app_ctx.deployment_file())
+    assert path is not None
+    shown = [time.monotonic()]
+
+    def progress(last: int, head: int, events: int) -> None:
+        if time.monotonic() - shown[0] >= PROGRESS_SECONDS:
+            shown[0] = time.monotonic()
+            note(f"block {last} of {head}: {events} events")
+
+    with Store(path) as store:
+        indexer = Indexer(
+            app_ctx.w3(), deployment, store, max_range=max_range, confirmations=confirmations, progress=progress
+        )
+        report = indexer.sync()
+        total, last = store.count("events"), store.last_block()
+    if report.reset:
+        typer.echo(f"the chain was reset under the ledger: {report.events_removed} events removed, indexing anew")
+    elif report.rolled_back_to is not None:
+        typer.echo(
+            f"the chain diverged after block {report.rolled_back_to}: {report.events_removed} events above it removed"
+        )
+    if report.blocks:
+        typer.echo(
+            f"indexed {report.events} events in {report.blocks} blocks ({report.first_block}..{report.last_block}) "
+            f"in {report.seconds:.2f} s: {report.events_per_second:,.0f} events/s"
+        )
+    else:
+        typer.echo("the ledger is up to date")
+    typer.echo(f"ledger {path}: {total} events up to block {last[0] if last else '-'}")
+
+
+@ledger_app.command()
+def export(
+    ctx: typer.Context,
+    table: Annotated[ExportTable, typer.Option("--table", help="Which table.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.CSV,
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="Output file (CSV: default stdout).")
+    ] = None,
+    slot_from: Annotated[int | None, typer.Option("--from-slot", min=0, max=UINT32, help="First slot.")] = None,
+    slot_to: Annotated[int | None, typer.Option("--to-slot", min=0, max=UINT32, help="Last slot.")] = None,
+    member: Annotated[str | None, typer.Option("--member", help="Only this member's rows (an address).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a ledger table (orders, trades, readings, events, daily) as CSV or Parquet; reads the
+    ledger only, never the chain."""
+    path = _db_path(context(ctx), db)
+    ledger = Ledger.open(path)
+    try:
+        frame = table_frame(ledger, table, slot_from, slot_to, member)
+    finally:
+        ledger.store.close()
+    write(frame, fmt, out if out is not None else sys.stdout)
+    if out is not None:
+        typer.echo(f"{len(frame)} {table.value} rows written to {out}")
+
+
+@ledger_app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    db: DbOption = None,
+) -> None:
+    """Serve the ledger read-only over HTTP (OpenAPI docs at /docs); readings need the auditor
+    key in X-API-Key when PEERWATT_AUDITOR_KEY is set."""
+    import uvicorn  # only this command needs the server
+
+    from settlement.ledger.api import ApiSettings, create_app
+
+    path = _db_path(context(ctx), db)
+    Ledger.open(path).store.close()  # a missing or empty ledger is reported before listening
+    settings = ApiSettings.from_env(path)
+    restricted = "readings need the auditor key" if settings.auditor_key else "no auditor key set: readings are public"
+    note(f"serving the ledger {path} at http://{host}:{port} ({restricted}); docs at /docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")

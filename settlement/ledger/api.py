@@ -1,0 +1,190 @@
+"""The ledger's read-only HTTP API (FastAPI): orders, trades, a slot's book, readings and the
+daily summary, with slot-range and member filters and paging; JSON by default, CSV with
+``?format=csv`` or ``Accept: text/csv``; OpenAPI docs at ``/docs``.
+
+Member-level data (meter readings) is restricted to holders of the auditor API key
+(``X-API-Key`` header) when one is configured (``PEERWATT_AUDITOR_KEY``); aggregate data stays
+public. Bad parameters answer 422 with the reason; Peerwatt errors map to their HTTP status in
+one place (:func:`create_app`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from peerwatt import __version__
+from peerwatt.errors import PeerwattError
+from settlement.ledger.queries import Ledger
+
+AUDITOR_KEY_ENV = "PEERWATT_AUDITOR_KEY"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+UINT32_MAX = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the service serves and who may read member-level data (built once, passed down)."""
+
+    db: Path
+    auditor_key: str | None = None
+
+    @classmethod
+    def from_env(cls, db: Path) -> ApiSettings:
+        return cls(db, os.environ.get(AUDITOR_KEY_ENV) or None)
+
+
+class Format(str, Enum):
+    JSON = "json"
+    CSV = "csv"
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (ints stay exact; missing values become null)."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")  # type: ignore[no-any-return]
+
+
+def _respond(frame: pd.DataFrame, fmt: Format | None, accept: str | None, page: tuple[int, int] | None) -> Response:
+    if fmt is Format.CSV or (fmt is None and accept is not None and "text/csv" in accept):
+        return PlainTextResponse(frame.to_csv(index=False, lineterminator="\n"), media_type="text/csv")
+    body: dict[str, Any] = {"items": _records(frame)}
+    if page is not None:
+        limit, offset = page
+        body.update(offset=offset, limit=limit, next_offset=offset + limit if len(frame) == limit else None)
+    return JSONResponse(body)
+
+
+def get_settings() -> ApiSettings:
+    """The service's settings; :func:`create_app` provides them (tests may override them)."""
+    raise RuntimeError("create_app provides the settings")
+
+
+def open_ledger(config: Annotated[ApiSettings, Depends(get_settings)]) -> Iterator[Ledger]:
+    """The ledger, read-only, for one request."""
+    opened = Ledger.open(config.db)  # one read-only connection per request: SQLite's are per thread
+    try:
+        yield opened
+    finally:
+        opened.store.close()
+
+
+def auditor(
+    config: Annotated[ApiSettings, Depends(get_settings)],
+    api_key: Annotated[str | None, Header(alias="X-API-Key", description="The auditor API key.")] = None,
+) -> None:
+    if config.auditor_key is None:
+        return
+    if api_key is None:
+        raise HTTPException(401, "member-level data needs the auditor API key (X-API-Key header)")
+    if not secrets.compare_digest(api_key.encode(), config.auditor_key.encode()):
+        raise HTTPException(403, "the API key is not the auditor's")
+
+
+LedgerDep = Annotated[Ledger, Depends(open_ledger)]
+SlotFrom = Annotated[int | None, Query(ge=0, le=UINT32_MAX, description="First slot.")]
+SlotTo = Annotated[int | None, Query(ge=0, le=UINT32_MAX, description="Last slot.")]
+Member = Annotated[str | None, Query(description="A member's address (any case).")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")]
+Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
+AtBlock = Annotated[int | None, Query(ge=0, description="Block to replay up to (default: the last indexed).")]
+FormatQuery = Annotated[Format | None, Query(alias="format", description="json (default) or csv.")]
+Accept = Annotated[str | None, Header()]
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The application for one ledger file."""
+    app = FastAPI(
+        title="Peerwatt auditor's ledger",
+        version=__version__,
+        description="Every order, trade and meter reading of a Peerwatt community, rebuilt from contract events.",
+    )
+
+    app.dependency_overrides[get_settings] = lambda: settings
+
+    @app.exception_handler(PeerwattError)
+    async def peerwatt_error(_: Request, exc: PeerwattError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.get("/status", tags=["ledger"])
+    def status(ledger: LedgerDep) -> dict[str, Any]:
+        """What the ledger indexes and how far."""
+        binding = ledger.binding
+        return {
+            "chain_id": binding.chain_id,
+            "contracts": binding.contracts,
+            "last_block": ledger.last_block(),
+            "events": ledger.store.count("events"),
+        }
+
+    @app.get("/orders", tags=["market"])
+    def orders(
+        ledger: LedgerDep,
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+        member: Member = None,
+        at_block: AtBlock = None,
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """Orders in placement order with their fills and status (at a block)."""
+        frame = ledger.orders(slot_from, slot_to, member, at_block, limit, offset)
+        return _respond(frame, fmt, accept, (limit, offset))
+
+    @app.get("/trades", tags=["market"])
+    def trades(
+        ledger: LedgerDep,
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+        member: Member = None,
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """Trades in execution order; value = qty_wh * price // 1000."""
+        return _respond(ledger.trades(slot_from, slot_to, member, limit, offset), fmt, accept, (limit, offset))
+
+    @app.get("/book/{slot}", tags=["market"])
+    def book(
+        ledger: LedgerDep,
+        slot: Annotated[int, PathParam(ge=0, le=UINT32_MAX, description="Delivery slot.")],
+        at_block: AtBlock = None,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """The resting orders of a slot's book at a block: asks then bids, best first."""
+        return _respond(ledger.book(slot, at_block), fmt, accept, None)
+
+    @app.get("/readings", tags=["members"], dependencies=[Depends(auditor)])
+    def readings(
+        ledger: LedgerDep,
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+        member: Member = None,
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """Meter readings the oracle accepted (member-level: the auditor key when one is set)."""
+        return _respond(ledger.readings(slot_from, slot_to, member, limit, offset), fmt, accept, (limit, offset))
+
+    @app.get("/summary/daily", tags=["community"])
+    def daily(ledger: LedgerDep, fmt: FormatQuery = None, accept: Accept = None) -> Response:
+        """Per day: trades, traded energy and value, average price, metered and shared energy."""
+        return _respond(ledger.daily_summary(), fmt, accept, None)
+
+    return app

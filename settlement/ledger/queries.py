@@ -1,0 +1,329 @@
+"""pandas DataFrames over the ledger: orders, trades, a slot's order book at any block, meter
+readings and a per-day community summary, all rebuilt from the indexed events alone.
+
+Integers stay exact: energy in Wh and prices in base units per kWh as int64 columns (Python ints
+in an object column in the unlikely case one exceeds 64 bits); order ids, which do exceed 64 bits
+(``slot << 97 | ...``), as decimal strings. Every query takes an optional slot range, a member
+(an address, any case) and ``limit``/``offset`` for paging, applied in SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from eth_utils import is_address
+
+from peerwatt.errors import InputError
+from peerwatt.market import CancelReason, Side
+from peerwatt.units import WH_PER_KWH
+from settlement.ledger.records import checksum
+from settlement.ledger.store import Binding, Store
+
+ORDER_COLUMNS = (
+    "order_id", "slot", "member", "side", "price", "qty_wh", "filled_wh", "remaining_wh", "status",
+    "cancel_reason", "block_number", "log_index", "tx_hash",
+)  # fmt: skip
+TRADE_COLUMNS = (
+    "slot", "buy_order", "sell_order", "buyer", "seller", "price", "qty_wh", "value", "maker_side",
+    "block_number", "log_index", "tx_hash",
+)  # fmt: skip
+BOOK_COLUMNS = ("side", "price", "order_id", "member", "remaining_wh", "qty_wh", "block_number", "log_index")
+READING_COLUMNS = (
+    "slot", "member", "meter", "import_wh", "export_wh", "import_register_wh", "export_register_wh",
+    "block_number", "log_index", "position", "tx_hash",
+)  # fmt: skip
+EVENT_COLUMNS = ("block_number", "log_index", "block_hash", "tx_hash", "tx_index", "contract", "event", "args")
+DAILY_COLUMNS = (
+    "day", "first_slot", "last_slot", "trades", "traded_wh", "traded_value", "average_price_per_kwh",
+    "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh", "shared_wh", "grid_import_wh",
+    "grid_export_wh", "self_sufficiency",
+)  # fmt: skip
+UINT32_MAX = 2**32 - 1
+
+
+def member_address(value: str) -> str:
+    """A member filter as stored (EIP-55); InputError if it is no address."""
+    if not is_address(value):
+        raise InputError(f"member must be a 0x-prefixed 20-byte address, got {value!r}")
+    return checksum(value.lower())
+
+
+@dataclass
+class _Where:
+    """SQL conditions and their parameters, built from the common filters."""
+
+    clauses: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.clauses.append(clause)
+        self.params.extend(params)
+
+    def sql(self) -> str:
+        return ("WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def _check_range(slot_from: int | None, slot_to: int | None) -> None:
+    for name, value in (("slot_from", slot_from), ("slot_to", slot_to)):
+        if value is not None and not 0 <= value <= UINT32_MAX:
+            raise InputError(f"{name} must be a slot number between 0 and {UINT32_MAX}, got {value}")
+    if slot_from is not None and slot_to is not None and slot_from > slot_to:
+        raise InputError(f"slot_from ({slot_from}) is after slot_to ({slot_to})")
+
+
+def _page(limit: int | None, offset: int) -> tuple[str, list[int]]:
+    if limit is not None and limit < 0 or offset < 0:
+        raise InputError(f"limit and offset must not be negative, got {limit} and {offset}")
+    return " LIMIT ? OFFSET ?", [-1 if limit is None else limit, offset]
+
+
+def _exact(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Integer columns that SQLite returned as decimal text (beyond 64 bits) back to Python ints."""
+    for column in columns:
+        if column in frame and frame[column].dtype == object:
+            frame[column] = frame[column].map(lambda value: None if value is None else int(value))
+    return frame
+
+
+class Ledger:
+    """Queries over one ledger store."""
+
+    def __init__(self, store: Store) -> None:
+        binding = store.binding()
+        if binding is None:
+            raise InputError(f"the ledger {store.path} is empty; run `peerwatt ledger sync` first")
+        self.store = store
+        self.binding: Binding = binding
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """A read-only ledger (queries never write)."""
+        return cls(Store(path, readonly=True))
+
+    def last_block(self) -> int | None:
+        top = self.store.last_block()
+        return None if top is None else top[0]
+
+    def _frame(self, sql: str, params: list[Any], columns: tuple[str, ...]) -> pd.DataFrame:
+        rows = self.store.query(sql, params)
+        return pd.DataFrame.from_records(rows, columns=list(columns))
+
+    # ------------------------------------------------------------------ orders
+
+    def orders(
+        self,
+        slot_from: int | None = None,
+        slot_to: int | None = None,
+        member: str | None = None,
+        at_block: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Every order placed (up to ``at_block``), in placement order, with what was filled and
+        its status at that block: ``open`` (resting, or expired but not yet released),
+        ``filled``, or ``cancelled`` with ``cancel_reason`` (by_member, self_trade, fill_cap,
+        expired)."""
+        _check_range(slot_from, slot_to)
+        block = self._block(at_block)
+        where = self._slots(slot_from, slot_to, "o.slot")
+        where.add("o.block_number <= ?", block)
+        if member is not None:
+            where.add("o.member = ?", member_address(member))
+        page, page_params = _page(limit, offset)
+        sql = f"""
+            WITH selected AS (
+                SELECT * FROM orders o {where.sql()} ORDER BY o.block_number, o.log_index {page}
+            )
+            SELECT s.order_id, s.slot, s.member, s.is_buy, s.price, s.qty_wh,
+                COALESCE((SELECT SUM(t.qty_wh) FROM trades t WHERE t.buy_order = s.order_id AND t.block_number <= ?), 0)
+                + COALESCE((SELECT SUM(t.qty_wh) FROM trades t WHERE t.sell_order = s.order_id AND t.block_number <= ?), 0),
+                (SELECT c.reason FROM cancellations c WHERE c.order_id = s.order_id AND c.block_number <= ?
+                    ORDER BY c.block_number, c.log_index LIMIT 1),
+                s.block_number, s.log_index, s.tx_hash
+            FROM selected s ORDER BY s.block_number, s.log_index
+        """
+        columns = ("order_id", "slot", "member", "is_buy", "price", "qty_wh", "filled_wh", "reason",
+                   "block_number", "log_index", "tx_hash")  # fmt: skip
+        frame = _exact(
+            self._frame(sql, [*where.params, *page_params, block, block, block], columns), ("qty_wh", "filled_wh")
+        )
+        frame.insert(3, "side", frame.pop("is_buy").map(lambda is_buy: Side.of(bool(is_buy)).value))
+        cancelled = frame["reason"].notna()
+        frame["remaining_wh"] = (frame["qty_wh"] - frame["filled_wh"]).where(~cancelled, 0)
+        frame["status"] = "open"
+        frame.loc[frame["filled_wh"] == frame["qty_wh"], "status"] = "filled"
+        frame.loc[cancelled, "status"] = "cancelled"
+        frame["cancel_reason"] = frame.pop("reason").map(
+            lambda reason: None if pd.isna(reason) else CancelReason(int(reason)).name.lower()
+        )
+        return frame[list(ORDER_COLUMNS)]
+
+    def book(self, slot: int, at_block: int | None = None) -> pd.DataFrame:
+        """The resting orders of ``slot``'s book at ``at_block`` (default: the last indexed
+        block), replayed from placements, fills and cancellations: asks from the lowest price,
+        then bids from the highest, FIFO within a price (what ``bookSide`` returns). Orders past
+        their gate closure stay until ``expireOrders`` cancels them, as on chain."""
+        _check_range(slot, slot)
+        block = self._block(at_block)
+        sql = """
+            SELECT o.is_buy, o.price, o.order_id, o.member,
+                o.qty_wh
+                - COALESCE((SELECT SUM(t.qty_wh) FROM trades t WHERE t.buy_order = o.order_id AND t.block_number <= ?), 0)
+                - COALESCE((SELECT SUM(t.qty_wh) FROM trades t WHERE t.sell_order = o.order_id AND t.block_number <= ?), 0),
+                o.qty_wh, o.block_number, o.log_index
+            FROM orders o
+            WHERE o.slot = ? AND o.block_number <= ? AND NOT EXISTS (
+                SELECT 1 FROM cancellations c WHERE c.order_id = o.order_id AND c.block_number <= ?)
+        """
+        columns = ("is_buy", "price", "order_id", "member", "remaining_wh", "qty_wh", "block_number", "log_index")
+        frame = _exact(self._frame(sql, [block, block, slot, block, block], columns), ("remaining_wh", "qty_wh"))
+        frame = frame[frame["remaining_wh"] > 0].copy()
+        frame["order_key"] = frame["price"].where(frame["is_buy"] == 0, -frame["price"])  # best price first
+        frame = frame.sort_values(["is_buy", "order_key", "block_number", "log_index"], kind="stable")
+        frame.insert(0, "side", frame.pop("is_buy").map(lambda is_buy: Side.of(bool(is_buy)).value))
+        return frame[list(BOOK_COLUMNS)].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ trades
+
+    def trades(
+        self,
+        slot_from: int | None = None,
+        slot_to: int | None = None,
+        member: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Every trade in execution order; ``value`` = ``qty_wh * price // 1000`` (what the buyer
+        pays the seller); ``member`` keeps trades where it bought or sold."""
+        _check_range(slot_from, slot_to)
+        where = self._slots(slot_from, slot_to, "slot")
+        if member is not None:
+            address = member_address(member)
+            where.add("(buyer = ? OR seller = ?)", address, address)
+        page, page_params = _page(limit, offset)
+        sql = f"""
+            SELECT slot, buy_order, sell_order, buyer, seller, price, qty_wh, maker_is_buy, block_number, log_index, tx_hash
+            FROM trades {where.sql()} ORDER BY block_number, log_index {page}
+        """
+        columns = ("slot", "buy_order", "sell_order", "buyer", "seller", "price", "qty_wh", "maker_is_buy",
+                   "block_number", "log_index", "tx_hash")  # fmt: skip
+        frame = _exact(self._frame(sql, [*where.params, *page_params], columns), ("qty_wh",))
+        frame["value"] = frame["qty_wh"] * frame["price"] // WH_PER_KWH
+        frame["maker_side"] = frame.pop("maker_is_buy").map(lambda is_buy: Side.of(bool(is_buy)).value)
+        return frame[list(TRADE_COLUMNS)]
+
+    # ---------------------------------------------------------------- readings
+
+    def readings(
+        self,
+        slot_from: int | None = None,
+        slot_to: int | None = None,
+        member: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Every reading the oracle accepted, in acceptance order, with the member its meter key
+        was registered for."""
+        _check_range(slot_from, slot_to)
+        where = self._slots(slot_from, slot_to, "r.slot")
+        if member is not None:
+            where.add("m.member = ?", member_address(member))
+        page, page_params = _page(limit, offset)
+        sql = f"""
+            SELECT r.slot, m.member, r.meter, r.import_wh, r.export_wh, r.import_register_wh, r.export_register_wh,
+                r.block_number, r.log_index, r.position, r.tx_hash
+            FROM readings r LEFT JOIN meters m ON m.meter = r.meter
+            {where.sql()} ORDER BY r.block_number, r.log_index, r.position {page}
+        """
+        return self._frame(sql, [*where.params, *page_params], READING_COLUMNS)
+
+    # ------------------------------------------------------------------ events
+
+    def events(
+        self,
+        contract: str | None = None,
+        event: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """The raw events (arguments as JSON, integers as decimal strings), in chain order."""
+        where = _Where()
+        if contract is not None:
+            where.add("contract = ?", contract)
+        if event is not None:
+            where.add("event = ?", event)
+        if from_block is not None:
+            where.add("block_number >= ?", from_block)
+        if to_block is not None:
+            where.add("block_number <= ?", to_block)
+        page, page_params = _page(limit, offset)
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM events {where.sql()} ORDER BY block_number, log_index {page}"
+        return self._frame(sql, [*where.params, *page_params], EVENT_COLUMNS)
+
+    # ----------------------------------------------------------------- summary
+
+    def daily_summary(self) -> pd.DataFrame:
+        """Per UTC day of delivery (from the slot clock): the local market's trades (count, Wh,
+        value, volume-weighted average price, rounded down) and the metered flows: members' net
+        imports and exports, the energy shared inside the community (per slot
+        ``min(net exports, net imports)``), what remained for the grid, and self-sufficiency
+        (shared / net imports, a ratio)."""
+        trades = self._frame(
+            "SELECT slot, SUM(qty_wh), SUM(qty_wh * price), SUM(qty_wh * price / 1000), COUNT(*) FROM trades GROUP BY slot",
+            [],
+            ("slot", "traded_wh", "price_wh", "traded_value", "trades"),
+        )
+        flows = self._frame(
+            """SELECT slot, COUNT(*), SUM(import_wh), SUM(export_wh),
+                   SUM(MAX(import_wh - export_wh, 0)), SUM(MAX(export_wh - import_wh, 0))
+               FROM readings GROUP BY slot""",
+            [],
+            ("slot", "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh"),
+        )
+        slots = trades.merge(flows, on="slot", how="outer").fillna(0)
+        if slots.empty:
+            return pd.DataFrame(columns=list(DAILY_COLUMNS))
+        numbers = [c for c in slots.columns if c != "slot"]
+        slots[numbers] = slots[numbers].astype("int64")
+        slots["shared_wh"] = slots[["net_import_wh", "net_export_wh"]].min(axis=1)
+        clock = self.binding.slot_clock
+        slots["day"] = slots["slot"].map(
+            lambda slot: dt.datetime.fromtimestamp(clock.slot_start(int(slot)), dt.UTC).date().isoformat()
+        )
+        days = slots.groupby("day", sort=True).agg(
+            first_slot=("slot", "min"),
+            last_slot=("slot", "max"),
+            **{name: (name, "sum") for name in numbers + ["shared_wh"]},
+        )
+        days["average_price_per_kwh"] = (days["price_wh"] // days["traded_wh"].where(days["traded_wh"] > 0)).astype(
+            "Int64"
+        )
+        days["grid_import_wh"] = days["net_import_wh"] - days["shared_wh"]
+        days["grid_export_wh"] = days["net_export_wh"] - days["shared_wh"]
+        days["self_sufficiency"] = days["shared_wh"] / days["net_import_wh"].where(days["net_import_wh"] > 0)
+        return days.reset_index()[list(DAILY_COLUMNS)]
+
+    # ----------------------------------------------------------------- helpers
+
+    def _block(self, at_block: int | None) -> int:
+        last = self.last_block()
+        if at_block is None:
+            return last if last is not None else -1
+        if at_block < 0:
+            raise InputError(f"at_block must not be negative, got {at_block}")
+        return at_block
+
+    @staticmethod
+    def _slots(slot_from: int | None, slot_to: int | None, column: str) -> _Where:
+        where = _Where()
+        if slot_from is not None:
+            where.add(f"{column} >= ?", slot_from)
+        if slot_to is not None:
+            where.add(f"{column} <= ?", slot_to)
+        return where
