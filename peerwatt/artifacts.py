@@ -94,6 +94,13 @@ class AbiFunction:
         """The call's return values (structs as tuples)."""
         return tuple(abi_decode(list(self.output_types), hex_bytes(data)))
 
+    def decode_input(self, calldata: bytes | str) -> tuple[Any, ...]:
+        """The arguments of a transaction's calldata for this function (after its selector)."""
+        raw = hex_bytes(calldata)
+        if raw[:4] != self.selector:
+            raise ValueError(f"calldata is not a call of {self.name}")
+        return tuple(abi_decode(list(self.input_types), raw[4:]))
+
 
 @lru_cache(maxsize=None)
 def function(contract: str, name: str) -> AbiFunction:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from eth_utils import to_checksum_address
 
+from peerwatt import artifacts
 from peerwatt.meter_readings import commitment_link
 
 CHUNK_READING_BYTES = 12  # CommunitySettlement.CHUNK_READING_BYTES
@@ -89,6 +90,28 @@ def pack_schedule(entries: Iterable[tuple[int, int, int]]) -> bytes:
         + internal_wh.to_bytes(4, "big", signed=True)
         for member_id, net_export_wh, internal_wh in entries
     )
+
+
+def unpack_schedule(entries: bytes) -> list[tuple[int, int, int]]:
+    """The ``(member_id, net_export_wh, internal_wh)`` entries of posted schedule calldata (the
+    inverse of :func:`pack_schedule`)."""
+    if len(entries) % SCHEDULE_ENTRY_BYTES:
+        raise ValueError(f"schedule entries of {len(entries)} bytes: not a multiple of {SCHEDULE_ENTRY_BYTES}")
+    return [
+        (
+            int.from_bytes(entries[offset : offset + 4], "big"),
+            int.from_bytes(entries[offset + 4 : offset + 8], "big", signed=True),
+            int.from_bytes(entries[offset + 8 : offset + 12], "big", signed=True),
+        )
+        for offset in range(0, len(entries), SCHEDULE_ENTRY_BYTES)
+    ]
+
+
+def posted_entries(calldata: str | bytes) -> tuple[int, list[tuple[int, int, int]]]:
+    """The slot and the ``(member_id, net_export_wh, internal_wh)`` entries of a
+    ``postSchedule`` transaction's calldata."""
+    slot, _, entries, _, _ = artifacts.function("CommunitySettlement", "postSchedule").decode_input(calldata)
+    return int(slot), unpack_schedule(entries)
 
 
 @dataclass(frozen=True)

@@ -30,24 +30,12 @@ from settlement.chunks import (
     pack_schedule,
     unpack_member_results,
 )
+from settlement.statements import statement_row
 
 SETTLEMENT = "CommunitySettlement"
 
 MARKET = "CdaMarket"
 PHASES = ("open", "tallying", "paying", "settled")  # ICommunitySettlement.Phase
-STATEMENT_COLUMNS = (
-    "member",
-    "slot",
-    "import_wh",
-    "export_wh",
-    "contracted_wh",
-    "imbalance_wh",
-    "energy_amount",
-    "imbalance_amount",
-    "fees",
-    "share",
-    "net_amount",
-)
 
 
 @dataclass(frozen=True)
@@ -219,36 +207,22 @@ class Settlement:
         ):
             address = result.member
             reading = flows.get(self.member_id(address))
-            import_wh = reading.import_wh if reading else 0
-            export_wh = reading.export_wh if reading else 0
-            contracted = result.contracted_wh
-            share = shares.pop(address.lower(), 0) - result.retained
-            energy, imbalance, fees = result.energy_amount, result.imbalance_amount, result.fees
             rows.append(
-                {
-                    "member": names.get(address.lower(), address),
-                    "slot": slot,
-                    "import_wh": import_wh,
-                    "export_wh": export_wh,
-                    "contracted_wh": contracted,
-                    "imbalance_wh": export_wh - import_wh - contracted if reading and state.mode != "sharing" else 0,
-                    "energy_amount": energy,
-                    "imbalance_amount": imbalance,
-                    "fees": fees,
-                    "share": share,
-                    "net_amount": energy + imbalance - fees + share,
-                }
+                statement_row(
+                    names.get(address.lower(), address),
+                    slot,
+                    None if reading is None else (reading.import_wh, reading.export_wh),
+                    state.mode == "sharing",
+                    result.contracted_wh,
+                    result.energy_amount,
+                    result.imbalance_amount,
+                    result.fees,
+                    result.retained,
+                    shares.pop(address.lower(), 0),
+                )
             )
         for address, share in shares.items():  # shares of members not settled in this slot
-            rows.append(
-                {
-                    **dict.fromkeys(STATEMENT_COLUMNS, 0),
-                    "member": names.get(address, address),
-                    "slot": slot,
-                    "share": share,
-                    "net_amount": share,
-                }
-            )
+            rows.append(statement_row(names.get(address, address), slot, None, False, shares=share))
         return rows
 
     # -------------------------------------------------------------- posting

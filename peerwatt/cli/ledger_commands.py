@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -11,10 +12,12 @@ import typer
 
 from peerwatt.chain import chain_id
 from peerwatt.cli.app import AppContext, app, context
-from peerwatt.cli.output import note
+from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, note
 from peerwatt.deployment import deployment_path
+from peerwatt.errors import InputError
+from settlement.chain_audit import NodeState
 from settlement.ledger.export import ExportFormat, ExportTable, table_frame, write
-from settlement.ledger.indexer import MAX_RANGE_BLOCKS, Indexer
+from settlement.ledger.indexer import MAX_RANGE_BLOCKS, Indexer, SyncReport
 from settlement.ledger.queries import Ledger
 from settlement.ledger.store import LEDGER_DB_ENV, Store, resolve_path
 
@@ -75,6 +78,10 @@ def sync(
         )
         report = indexer.sync()
         total, last = store.count("events"), store.last_block()
+    _report_sync(report, path, total, last)
+
+
+def _report_sync(report: SyncReport, path: Path, total: int, last: tuple[int, str] | None) -> None:
     if report.reset:
         typer.echo(f"the chain was reset under the ledger: {report.events_removed} events removed, indexing anew")
     elif report.rolled_back_to is not None:
@@ -124,15 +131,77 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
     db: DbOption = None,
 ) -> None:
-    """Serve the ledger read-only over HTTP (OpenAPI docs at /docs); readings need the auditor
-    key in X-API-Key when PEERWATT_AUDITOR_KEY is set."""
+    """Serve the ledger read-only over HTTP (OpenAPI docs at /docs); member-level data (readings,
+    settlements, statements, shares, the audit report) needs the auditor key in X-API-Key when
+    PEERWATT_AUDITOR_KEY is set. The audit report compares balances with the node at --rpc."""
     import uvicorn  # only this command needs the server
 
     from settlement.ledger.api import ApiSettings, create_app
 
-    path = _db_path(context(ctx), db)
+    app_ctx = context(ctx)
+    path = _db_path(app_ctx, db)
     Ledger.open(path).store.close()  # a missing or empty ledger is reported before listening
-    settings = ApiSettings.from_env(path)
-    restricted = "readings need the auditor key" if settings.auditor_key else "no auditor key set: readings are public"
+    settings = ApiSettings.from_env(path, app_ctx.rpc_url)
+    restricted = "member-level data needs the auditor key" if settings.auditor_key else "no auditor key set"
     note(f"serving the ledger {path} at http://{host}:{port} ({restricted}); docs at /docs")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+AUDIT_COLUMNS = ("check", "slot", "member", "field", "recorded", "expected", "message")
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    slot: Annotated[int | None, typer.Option("--slot", min=0, max=UINT32, help="Audit this slot only.")] = None,
+    slot_from: Annotated[int | None, typer.Option("--from", min=0, max=UINT32, help="First slot audited.")] = None,
+    slot_to: Annotated[int | None, typer.Option("--to", min=0, max=UINT32, help="Last slot audited.")] = None,
+    fmt: Annotated[TextFormat, typer.Option("--format", help="text (a summary and tables) or json.")] = TextFormat.TEXT,
+    db: DbOption = None,
+) -> None:
+    """Recompute every settlement from raw events (after syncing the ledger) and compare it with
+    what the contracts recorded; check energy and money balance, and (for the whole history)
+    every market balance and the market's solvency against the chain. Exits 1 if anything is off."""
+    if slot is not None and (slot_from is not None or slot_to is not None):
+        raise InputError("pass --slot or --from/--to, not both")
+    slots = None
+    if slot is not None:
+        slots = range(slot, slot + 1)
+    elif slot_from is not None or slot_to is not None:
+        first, last = slot_from or 0, UINT32 if slot_to is None else slot_to
+        if first > last:
+            raise InputError(f"--from {first} is after --to {last}")
+        slots = range(first, last + 1)
+    app_ctx = context(ctx)
+    deployment = app_ctx.deployment()
+    path = resolve_path(db, app_ctx.deployment_file())
+    assert path is not None
+    with Store(path) as store:
+        Indexer(app_ctx.w3(), deployment, store).sync()
+    ledger = Ledger.open(path)
+    try:
+        block = ledger.last_block() or 0
+        state = NodeState(app_ctx.w3(), deployment.token, deployment.market, deployment.settlement, block)
+        report = ledger.audit(state, state.parties(), slots)
+    finally:
+        ledger.store.close()
+    if fmt is TextFormat.JSON:
+        emit_json(report.to_dict())
+    else:
+        summary = report.to_dict()
+        checked = "balances and solvency checked" if slots is None else "balances not checked (a slot range)"
+        typer.echo(
+            f"audited {summary['slots_audited']} settled slots ({summary['member_results']} member results) "
+            f"up to block {block}; {checked}"
+        )
+        if report.discrepancies:
+            typer.echo(f"{len(report.discrepancies)} discrepancies:")
+            emit_rows((asdict(finding) for finding in report.discrepancies), AUDIT_COLUMNS, TableFormat.CSV)
+        else:
+            typer.echo("no discrepancy: every settlement matches its recomputation")
+        if report.notes:
+            typer.echo(f"{len(report.notes)} notes (rule properties, not errors):")
+            emit_rows((asdict(finding) for finding in report.notes), AUDIT_COLUMNS, TableFormat.CSV)
+    if not report.ok:
+        typer.echo(f"error: the audit found {len(report.discrepancies)} discrepancies", err=True)
+        raise typer.Exit(1)

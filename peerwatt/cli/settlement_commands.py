@@ -21,11 +21,12 @@ from peerwatt.errors import InputError, PeerwattError
 from peerwatt.transactions import TxSender, call
 from peerwatt.units import format_tokens
 from settlement.chunks import DEFAULT_CHUNK_READINGS
-from settlement.client import SETTLEMENT, STATEMENT_COLUMNS, Settlement
+from settlement.client import SETTLEMENT, Settlement
 from settlement.community import Community, load_community
 from settlement.optimisation import PostedClearing, check_posted, to_posted, write_certificate
 from settlement.optimisation import clear as clear_community
 from settlement.shares import compute_shares, rollover
+from settlement.statements import STATEMENT_COLUMNS
 
 UINT32 = 2**32 - 1
 SlotOption = Annotated[int, typer.Option("--slot", min=0, max=UINT32, help="Delivery slot number.")]

@@ -24,7 +24,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from peerwatt import __version__
+from peerwatt.chain import connect
 from peerwatt.errors import PeerwattError
+from settlement.chain_audit import NodeState
 from settlement.ledger.queries import Ledger
 
 AUDITOR_KEY_ENV = "PEERWATT_AUDITOR_KEY"
@@ -39,10 +41,11 @@ class ApiSettings:
 
     db: Path
     auditor_key: str | None = None
+    rpc_url: str | None = None  # the node the audit compares balances with (none: not compared)
 
     @classmethod
-    def from_env(cls, db: Path) -> ApiSettings:
-        return cls(db, os.environ.get(AUDITOR_KEY_ENV) or None)
+    def from_env(cls, db: Path, rpc_url: str | None = None) -> ApiSettings:
+        return cls(db, os.environ.get(AUDITOR_KEY_ENV) or None, rpc_url)
 
 
 class Format(str, Enum):
@@ -181,6 +184,67 @@ def create_app(settings: ApiSettings) -> FastAPI:
     ) -> Response:
         """Meter readings the oracle accepted (member-level: the auditor key when one is set)."""
         return _respond(ledger.readings(slot_from, slot_to, member, limit, offset), fmt, accept, (limit, offset))
+
+    @app.get("/settlements", tags=["members"], dependencies=[Depends(auditor)])
+    def settlements(
+        ledger: LedgerDep,
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+        member: Member = None,
+        limit: Limit = DEFAULT_LIMIT,
+        offset: Offset = 0,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """Members' settlement results as the contract recorded them (member-level)."""
+        frame = ledger.settlements(slot_from, slot_to, member, limit, offset)
+        return _respond(frame, fmt, accept, (limit, offset))
+
+    @app.get("/statements/{member}", tags=["members"], dependencies=[Depends(auditor)])
+    def statements(
+        ledger: LedgerDep,
+        member: Annotated[str, PathParam(description="The member's address (any case).")],
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+        fmt: FormatQuery = None,
+        accept: Accept = None,
+    ) -> Response:
+        """A member's statement per settled slot: reading, contracted and imbalance energy, energy
+        and imbalance amounts, fees, share (profit shares less retained savings), net."""
+        return _respond(ledger.statements(member, slot_from, slot_to), fmt, accept, None)
+
+    @app.get("/shares", tags=["members"], dependencies=[Depends(auditor)])
+    def shares(ledger: LedgerDep, member: Member = None, fmt: FormatQuery = None, accept: Accept = None) -> Response:
+        """Profit shares paid, per period and member."""
+        return _respond(ledger.shares(member), fmt, accept, None)
+
+    @app.get("/audit/report", tags=["audit"], dependencies=[Depends(auditor)])
+    def audit_report(
+        ledger: LedgerDep,
+        config: Annotated[ApiSettings, Depends(get_settings)],
+        slot_from: SlotFrom = None,
+        slot_to: SlotTo = None,
+    ) -> dict[str, Any]:
+        """Every settled slot (in the range) recomputed from the indexed events and compared with
+        what the contracts recorded; with the whole history and a node configured, every market
+        balance and the market's solvency too. ``ok`` is false when anything is off."""
+        if slot_from is not None and slot_to is not None and slot_from > slot_to:
+            raise HTTPException(422, f"slot_from {slot_from} is after slot_to {slot_to}")
+        slots = None
+        if slot_from is not None or slot_to is not None:
+            slots = range(slot_from or 0, (UINT32_MAX if slot_to is None else slot_to) + 1)
+        state = None
+        if config.rpc_url is not None and slots is None:
+            contracts = ledger.binding.contracts
+            state = NodeState(
+                connect(config.rpc_url),
+                contracts["PeerwattToken"],
+                contracts["CdaMarket"],
+                contracts["CommunitySettlement"],
+                ledger.last_block() or 0,
+            )
+        report = ledger.audit(state, None if state is None else state.parties(), slots)
+        return {**report.to_dict(), "last_block": ledger.last_block(), "balances_checked": state is not None}
 
     @app.get("/summary/daily", tags=["community"])
     def daily(ledger: LedgerDep, fmt: FormatQuery = None, accept: Accept = None) -> Response:

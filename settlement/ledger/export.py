@@ -16,6 +16,8 @@ class ExportTable(str, Enum):
     ORDERS = "orders"
     TRADES = "trades"
     READINGS = "readings"
+    SETTLEMENTS = "settlements"
+    SHARES = "shares"
     EVENTS = "events"
     DAILY = "daily"
 
@@ -33,6 +35,10 @@ def table_frame(
     member: str | None = None,
 ) -> pd.DataFrame:
     """The DataFrame of ``table`` (events and daily take no filters)."""
+    if table is ExportTable.SHARES:
+        if slot_from is not None or slot_to is not None:
+            raise InputError("the shares table takes no slot filter (shares are per period)")
+        return ledger.shares(member)
     if table in (ExportTable.EVENTS, ExportTable.DAILY):
         if slot_from is not None or slot_to is not None or member is not None:
             raise InputError(f"the {table.value} table takes no slot or member filter")
@@ -41,6 +47,7 @@ def table_frame(
         ExportTable.ORDERS: ledger.orders,
         ExportTable.TRADES: ledger.trades,
         ExportTable.READINGS: ledger.readings,
+        ExportTable.SETTLEMENTS: ledger.settlements,
     }
     return query[table](slot_from=slot_from, slot_to=slot_to, member=member)
 

@@ -30,7 +30,7 @@ from peerwatt.deployment import Deployment
 from peerwatt.errors import ConflictError
 from peerwatt.slots import SlotClock
 from peerwatt.transactions import call
-from settlement.ledger.records import MARKET, Batch, add_log
+from settlement.ledger.records import MARKET, SETTLEMENT, Batch, add_log, schedule_posted_topic
 from settlement.ledger.store import Binding, Store
 
 FIRST_RANGE_BLOCKS = 1_000
@@ -68,6 +68,7 @@ class _Fetched:
     last: int
     logs: list[dict[str, Any]]
     last_hash: str | None  # None: the chain has no such block any more
+    inputs: dict[str, str]  # calldata of the range's schedule postings, by transaction hash
 
 
 class Indexer:
@@ -150,7 +151,12 @@ class Indexer:
                 self._range = max(1, (last - first + 1) // 2)  # e.g. "query returned more than 10000 results"
                 continue
             header = request(self.w3, "eth_getBlockByNumber", [hex(last), False])
-            return _Fetched(first, last, logs, None if header is None else header["hash"])
+            inputs = {
+                log["transactionHash"]: request(self.w3, "eth_getTransactionByHash", [log["transactionHash"]])["input"]
+                for log in logs
+                if log["topics"] and log["topics"][0] == schedule_posted_topic()
+            }
+            return _Fetched(first, last, logs, None if header is None else header["hash"], inputs)
 
     def _adapt(self, logs: int, blocks: int) -> None:
         if logs > self.target_logs:
@@ -168,7 +174,7 @@ class Indexer:
             known = batch.block_hashes.get(int(log["blockNumber"], 16), log["blockHash"])
             if log.get("removed") or known != log["blockHash"]:  # logs of one block from two forks
                 return None
-            add_log(batch, log, self.contracts)
+            add_log(batch, log, self.contracts, fetched.inputs)
         if batch.block_hashes.get(fetched.last, fetched.last_hash) != fetched.last_hash:
             return None
         return batch
@@ -190,12 +196,15 @@ class Indexer:
         addresses = self.deployment.addresses()
         if binding is None:
             epoch, slot_seconds, gate_seconds = call(self.w3, self.deployment.market, MARKET, "slotClock")
+            settlement = self.deployment.settlement
+            period_slots = call(self.w3, settlement, SETTLEMENT, "periodSlots")[0] if settlement else 0
             self.store.bind(
                 Binding(
                     chain_id(self.w3),
                     addresses,
                     self.deployment.start_block,
                     SlotClock(epoch, slot_seconds, gate_seconds),
+                    int(period_slots),
                 )
             )
         elif binding.contracts != addresses:

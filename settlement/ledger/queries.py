@@ -20,8 +20,10 @@ from eth_utils import is_address
 from peerwatt.errors import InputError
 from peerwatt.market import CancelReason, Side
 from peerwatt.units import WH_PER_KWH
-from settlement.ledger.records import checksum
+from settlement.audit import AuditReport, ChainEvent, ChainState, Parties, audit_history
+from settlement.ledger.records import checksum, parse_args
 from settlement.ledger.store import Binding, Store
+from settlement.statements import STATEMENT_COLUMNS, statement_row
 
 ORDER_COLUMNS = (
     "order_id", "slot", "member", "side", "price", "qty_wh", "filled_wh", "remaining_wh", "status",
@@ -42,6 +44,12 @@ DAILY_COLUMNS = (
     "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh", "shared_wh", "grid_import_wh",
     "grid_export_wh", "self_sufficiency",
 )  # fmt: skip
+SETTLEMENT_COLUMNS = (
+    "slot", "member", "contracted_wh", "energy_amount", "imbalance_amount", "fees", "retained", "block_number",
+    "log_index", "position", "tx_hash", "net_amount",
+)  # fmt: skip
+SHARE_COLUMNS = ("period", "member", "amount", "block_number", "log_index")
+SHARING_MODE = 1  # ICommunitySettlement.Mode.Sharing
 UINT32_MAX = 2**32 - 1
 
 
@@ -240,6 +248,103 @@ class Ledger:
             {where.sql()} ORDER BY r.block_number, r.log_index, r.position {page}
         """
         return self._frame(sql, [*where.params, *page_params], READING_COLUMNS)
+
+    # -------------------------------------------------------------- settlement
+
+    def settlements(
+        self,
+        slot_from: int | None = None,
+        slot_to: int | None = None,
+        member: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Members' settlement results as the contract recorded them (``MembersSettled``), in
+        chain order; ``net_amount`` = energy + imbalance - fees - retained (base units, positive
+        = the member receives)."""
+        _check_range(slot_from, slot_to)
+        where = self._slots(slot_from, slot_to, "slot")
+        if member is not None:
+            where.add("member = ?", member_address(member))
+        page, page_params = _page(limit, offset)
+        sql = f"""
+            SELECT slot, member, contracted_wh, energy_amount, imbalance_amount, fees, retained, block_number,
+                log_index, position, tx_hash
+            FROM settlements {where.sql()} ORDER BY block_number, log_index, position {page}
+        """
+        amounts = ("contracted_wh", "energy_amount", "imbalance_amount", "fees", "retained")
+        frame = _exact(self._frame(sql, [*where.params, *page_params], SETTLEMENT_COLUMNS[:-1]), amounts)
+        frame["net_amount"] = frame["energy_amount"] + frame["imbalance_amount"] - frame["fees"] - frame["retained"]
+        return frame[list(SETTLEMENT_COLUMNS)]
+
+    def statements(self, member: str, slot_from: int | None = None, slot_to: int | None = None) -> pd.DataFrame:
+        """A member's statement rows (``peerwatt statements`` columns) for its settled slots in
+        the range: its reading, its recorded result and, in a period's last slot, the profit
+        shares paid for the period."""
+        _check_range(slot_from, slot_to)
+        address = member_address(member)
+        where = self._slots(slot_from, slot_to, "s.slot")
+        where.add("s.member = ?", address)
+        sql = f"""
+            SELECT s.slot, r.import_wh, r.export_wh, st.mode, s.contracted_wh, s.energy_amount, s.imbalance_amount,
+                s.fees, s.retained
+            FROM settlements s
+            LEFT JOIN slots st ON st.slot = s.slot
+            LEFT JOIN (readings r JOIN meters m ON m.meter = r.meter) ON r.slot = s.slot AND m.member = s.member
+            {where.sql()} ORDER BY s.slot, s.block_number, s.log_index, s.position
+        """
+        period_slots = self.binding.period_slots
+        shares: dict[int, int] = {}
+        for period, amount in self.store.query("SELECT period, amount FROM shares WHERE member = ?", [address]):
+            last_slot = (int(period) + 1) * period_slots - 1 if period_slots else None
+            if last_slot is not None:
+                shares[last_slot] = shares.get(last_slot, 0) + int(amount)
+        rows = []
+        for slot, import_wh, export_wh, mode, contracted, energy, imbalance, fees, retained in self.store.query(
+            sql, where.params
+        ):
+            reading = None if import_wh is None else (int(import_wh), int(export_wh))
+            figures = (int(contracted), int(energy), int(imbalance), int(fees), int(retained), shares.pop(slot, 0))
+            rows.append(statement_row(address, slot, reading, mode == SHARING_MODE, *figures))
+        for slot, share in sorted(shares.items()):
+            if (slot_from is None or slot >= slot_from) and (slot_to is None or slot <= slot_to):
+                rows.append(statement_row(address, slot, None, False, shares=share))
+        return pd.DataFrame(rows, columns=list(STATEMENT_COLUMNS))
+
+    def shares(self, member: str | None = None) -> pd.DataFrame:
+        """Profit shares paid (``ShareDistributed``), in chain order."""
+        where = _Where()
+        if member is not None:
+            where.add("member = ?", member_address(member))
+        sql = f"SELECT period, member, amount, block_number, log_index FROM shares {where.sql()} ORDER BY block_number, log_index"
+        return _exact(self._frame(sql, where.params, SHARE_COLUMNS), ("amount",))
+
+    def chain_events(self) -> list[ChainEvent]:
+        """Every decoded event, in chain order, as the audit takes them."""
+        rows = self.store.query(
+            "SELECT block_number, log_index, tx_hash, contract, event, args FROM events WHERE event IS NOT NULL "
+            "ORDER BY block_number, log_index"
+        )
+        return [
+            ChainEvent(block, index, tx_hash, contract, name, parse_args(name, text))
+            for block, index, tx_hash, contract, name, text in rows
+        ]
+
+    def posted_schedules(self) -> dict[int, dict[int, int]]:
+        """Posted internal trades per optimisation slot and member id (from the calldata)."""
+        schedules: dict[int, dict[int, int]] = {}
+        for slot, member_id, internal_wh in self.store.query(
+            "SELECT slot, member_id, internal_wh FROM schedules ORDER BY block_number, log_index, position"
+        ):
+            schedules.setdefault(int(slot), {})[int(member_id)] = int(internal_wh)
+        return schedules
+
+    def audit(
+        self, state: ChainState | None = None, parties: Parties | None = None, slots: range | None = None
+    ) -> AuditReport:
+        """The independent audit (:mod:`settlement.audit`) of the indexed history; balances and
+        solvency against ``state`` (the chain at the last indexed block) when given."""
+        return audit_history(self.chain_events(), self.posted_schedules(), state, parties, slots)
 
     # ------------------------------------------------------------------ events
 

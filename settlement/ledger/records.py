@@ -8,7 +8,7 @@ hold integers beyond SQLite's 64 bits as decimal text (:func:`sql_int`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -17,8 +17,10 @@ from eth_utils import to_checksum_address
 
 from peerwatt import artifacts
 from peerwatt.meter_readings import ORACLE, unpack_accepted
+from settlement.chunks import posted_entries, unpack_member_results
 
 MARKET = "CdaMarket"
+SETTLEMENT = "CommunitySettlement"
 INT64_MAX = 2**63 - 1
 
 
@@ -137,6 +139,23 @@ def _member(active: bool) -> TypedRows:
     return rows
 
 
+def _slot_started(log: Log, a: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    yield "slots", (log.block_number, log.log_index, a["slot"], a["mode"], a["rule"], a["readings"])
+
+
+def _members_settled(log: Log, a: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    for position, result in enumerate(unpack_member_results(a["results"])):
+        yield "settlements", (
+            log.block_number, log.log_index, position, a["slot"], result.member, sql_int(result.contracted_wh),
+            sql_int(result.energy_amount), sql_int(result.imbalance_amount), sql_int(result.fees),
+            sql_int(result.retained), log.tx_hash,
+        )  # fmt: skip
+
+
+def _share(log: Log, a: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    yield "shares", (log.block_number, log.log_index, a["period"], checksum(a["member"]), sql_int(a["amount"]))
+
+
 # (contract, event) -> typed rows; every other event is kept in ``events`` only
 TYPED: dict[tuple[str, str], TypedRows] = {
     (MARKET, "OrderPlaced"): _order_placed,
@@ -146,13 +165,32 @@ TYPED: dict[tuple[str, str], TypedRows] = {
     (MARKET, "MemberRemoved"): _member(False),
     (ORACLE, "ReadingsAccepted"): _readings,
     (ORACLE, "MeterRegistered"): _meter,
+    (SETTLEMENT, "SettlementStarted"): _slot_started,
+    (SETTLEMENT, "MembersSettled"): _members_settled,
+    (SETTLEMENT, "ShareDistributed"): _share,
 }
 
 
-def add_log(batch: Batch, raw: dict[str, Any], contracts: dict[str, str]) -> None:
+@lru_cache(maxsize=1)
+def schedule_posted_topic() -> str:
+    """Topic 0 of ``SchedulePosted``: the logs whose transactions' calldata the indexer reads."""
+    return artifacts.event_topic(SETTLEMENT, "SchedulePosted")
+
+
+def _schedule(log: Log, calldata: str) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    slot, entries = posted_entries(calldata)
+    for position, (member_id, net_export_wh, internal_wh) in enumerate(entries):
+        yield "schedules", (log.block_number, log.log_index, position, slot, member_id, net_export_wh, internal_wh)
+
+
+def add_log(
+    batch: Batch, raw: dict[str, Any], contracts: dict[str, str], inputs: Mapping[str, str] | None = None
+) -> None:
     """Adds a raw JSON-RPC log to ``batch``: its ``events`` row and its typed rows.
-    ``contracts``: lower-case address -> contract name. A log no ABI of ours decodes (an event
-    added after this code) is kept with its raw topics and data and no name."""
+    ``contracts``: lower-case address -> contract name; ``inputs``: transaction hash -> calldata
+    of the transactions that posted clearing schedules (their entries are calldata, not events).
+    A log no ABI of ours decodes (an event added after this code) is kept with its raw topics and
+    data and no name."""
     block_number = int(raw["blockNumber"], 16)
     log = Log(block_number, int(raw["logIndex"], 16), raw["transactionHash"])
     contract = contracts[raw["address"].lower()]
@@ -166,6 +204,9 @@ def add_log(batch: Batch, raw: dict[str, Any], contracts: dict[str, str]) -> Non
         typed = TYPED.get((contract, name))
         if typed is not None:
             for table, row in typed(log, args):
+                batch.typed.setdefault(table, []).append(row)
+        if (contract, name) == (SETTLEMENT, "SchedulePosted") and inputs is not None:
+            for table, row in _schedule(log, inputs[log.tx_hash]):
                 batch.typed.setdefault(table, []).append(row)
     batch.events.append(
         (

@@ -26,7 +26,7 @@ from settlement.ledger.records import Batch
 
 LEDGER_DB_ENV = "PEERWATT_LEDGER_DB"
 LEDGER_SUFFIX = ".ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Columns without a type hold integers that may exceed 64 bits as decimal text (records.sql_int).
 SCHEMA = """
@@ -82,6 +82,30 @@ CREATE TABLE IF NOT EXISTS meters (
     PRIMARY KEY (block_number, log_index)
 );
 CREATE INDEX IF NOT EXISTS meters_by_meter ON meters (meter);
+CREATE TABLE IF NOT EXISTS schedules (  -- posted clearing results, from postSchedule calldata
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, position INTEGER NOT NULL, slot INTEGER NOT NULL,
+    member_id INTEGER NOT NULL, net_export_wh INTEGER NOT NULL, internal_wh INTEGER NOT NULL,
+    PRIMARY KEY (block_number, log_index, position)
+);
+CREATE INDEX IF NOT EXISTS schedules_by_slot ON schedules (slot);
+CREATE TABLE IF NOT EXISTS slots (  -- settlement started: the slot's mode and rule (ICommunitySettlement enums)
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, slot INTEGER NOT NULL, mode INTEGER NOT NULL,
+    rule INTEGER NOT NULL, readings INTEGER NOT NULL,
+    PRIMARY KEY (block_number, log_index)
+);
+CREATE INDEX IF NOT EXISTS slots_by_slot ON slots (slot);
+CREATE TABLE IF NOT EXISTS settlements (  -- members' results, one row per member of a MembersSettled event
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, position INTEGER NOT NULL, slot INTEGER NOT NULL,
+    member TEXT NOT NULL, contracted_wh, energy_amount, imbalance_amount, fees, retained, tx_hash TEXT NOT NULL,
+    PRIMARY KEY (block_number, log_index, position)
+);
+CREATE INDEX IF NOT EXISTS settlements_by_slot ON settlements (slot);
+CREATE INDEX IF NOT EXISTS settlements_by_member ON settlements (member, slot);
+CREATE TABLE IF NOT EXISTS shares (
+    block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, period INTEGER NOT NULL, member TEXT NOT NULL,
+    amount, PRIMARY KEY (block_number, log_index)
+);
+CREATE INDEX IF NOT EXISTS shares_by_member ON shares (member, period);
 CREATE TABLE IF NOT EXISTS members (
     block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, member TEXT NOT NULL, member_id INTEGER NOT NULL,
     active INTEGER NOT NULL,
@@ -90,7 +114,10 @@ CREATE TABLE IF NOT EXISTS members (
 """
 
 # Every table whose rows come from logs (rolled back together); the typed ones after "events".
-LOG_TABLES = ("events", "orders", "trades", "cancellations", "readings", "meters", "members")
+LOG_TABLES = (
+    "events", "orders", "trades", "cancellations", "readings", "meters", "schedules", "slots", "settlements",
+    "shares", "members",
+)  # fmt: skip
 
 
 def default_path(deployment_file: Path) -> Path:
@@ -116,6 +143,7 @@ class Binding:
     contracts: dict[str, str]  # contract name -> address
     start_block: int
     slot_clock: SlotClock
+    period_slots: int = 0  # slots per profit-share period (the settlement contract's; 0: none)
 
     def to_meta(self) -> dict[str, str]:
         clock = self.slot_clock
@@ -124,6 +152,7 @@ class Binding:
             "contracts": json.dumps(self.contracts, sort_keys=True),
             "start_block": str(self.start_block),
             "slot_clock": json.dumps([clock.epoch, clock.slot_seconds, clock.gate_seconds]),
+            "period_slots": str(self.period_slots),
         }
 
     @classmethod
@@ -133,6 +162,7 @@ class Binding:
             json.loads(meta["contracts"]),
             int(meta["start_block"]),
             SlotClock(*json.loads(meta["slot_clock"])),
+            int(meta.get("period_slots", "0")),
         )
 
 

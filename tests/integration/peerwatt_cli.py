@@ -7,10 +7,15 @@ import random
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from peerwatt import localchain
 from peerwatt.errors import NotFoundError
@@ -135,3 +140,35 @@ def start_community(cli: Cli, engine: str, members: int = 4) -> None:
 def write_csv(path: Path, rows: list[str], header: str = "action,ref,member,slot,side,price,qty_wh") -> Path:
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
+
+
+@contextmanager
+def serving(cli: Cli, db: Path, env: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+    """``peerwatt ledger serve`` of ``db`` on a free port (a real uvicorn server), and an httpx
+    client for it once it answers; the server is stopped afterwards."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(PEERWATT), "ledger", "serve", "--port", str(port), "--db", str(db)],
+        cwd=cli.workdir,
+        env={**cli.env, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/status").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "the server did not answer"
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=15)

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from peerwatt_cli import PEERWATT, Cli, free_port, start_community, write_csv
+from peerwatt_cli import Cli, serving, start_community, write_csv
 
 from peerwatt.config import CommunityConfig
 
@@ -42,32 +40,8 @@ def served(new_cli: Callable[[], Cli], tmp_path: Path) -> Iterator[tuple[Cli, ht
     db = cli.workdir / "ledger.sqlite"
     cli.ok("ledger", "sync", "--db", db)
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(PEERWATT), "ledger", "serve", "--port", str(port), "--db", str(db)],
-        cwd=cli.workdir,
-        env={**cli.env, "PEERWATT_AUDITOR_KEY": KEY},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/status").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "the server did not answer"
-            time.sleep(0.1)
+    with serving(cli, db, {"PEERWATT_AUDITOR_KEY": KEY}) as client:
         yield cli, client, slot
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=15)
 
 
 def test_the_api_serves_the_ledger(served: tuple[Cli, httpx.Client, int]) -> None:
