@@ -34,13 +34,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from eth_utils import keccak
 
 from peerwatt.meter_readings import unpack_accepted
 from settlement import pricing
 from settlement.chunks import MemberResult, unpack_member_results
+
+if TYPE_CHECKING:
+    from settlement.community import Community
 
 MODES = ("cda", "sharing", "optimisation")
 SHARING_RULES = ("mmr", "sdr", "bs")
@@ -646,3 +653,52 @@ def _audit_balances(history: _History, state: ChainState, parties: Parties, repo
             report.discrepancies.append(
                 Finding("solvency", None, None, name, held, owed, "the market's tokens differ from what it owes")
             )
+
+
+# -------------------------------------------------------------------- clearing
+
+
+def audit_clearing(
+    events: Iterable[ChainEvent], clearing_dir: Path, community: Community, first_slot: int
+) -> tuple[float | None, list[Finding]]:
+    """Checks a clearing the manager posted from ``first_slot`` on against the files the engine
+    wrote (``peerwatt clear --out DIR``): the optimality certificate (primal and dual feasibility,
+    objectives, duality gap; :func:`settlement.optimisation.verify_certificate`) for the community
+    at the tariffs and fees in force when the schedule was posted, and the result hash each
+    completed slot carries against the schedule file. Returns the duality gap (base units; None
+    if the certificate fails) and the differences."""
+    from settlement.optimisation import CertificateError, verify_certificate
+
+    history = _History(events)
+    slots = range(first_slot, first_slot + community.n_slots)
+    posted = [event for event in history.events if event.name == "SchedulePosted" and event.args["slot"] in slots]
+    if not posted:
+        return None, [Finding("certificate", first_slot, None, "posted", 0, 1, "no schedule posted in the horizon")]
+    findings = []
+    tariffs, rules = history.tariffs_at(posted[0]), history.rules_at(first_slot)
+    gap = None
+    if tariffs is None or rules is None:
+        findings.append(Finding("certificate", first_slot, None, "rules", None, None, "no tariffs or rules in force"))
+    else:
+        on_chain = replace(
+            community,
+            import_price=np.full(community.n_slots, tariffs[0]),
+            export_price=np.full(community.n_slots, tariffs[1]),
+            fee_per_kwh=rules.grid_fee + rules.manager_fee,
+        )
+        try:
+            gap = verify_certificate(clearing_dir / "certificate.json", on_chain)
+        except CertificateError as error:
+            findings.append(Finding("certificate", first_slot, None, "certificate", None, None, str(error)))
+    digest = keccak((clearing_dir / "schedule.csv").read_bytes())
+    completed = {
+        int(event.args["slot"]): bytes(event.args["resultHash"])
+        for event in history.events
+        if event.name == "ScheduleCompleted"
+    }
+    for slot in slots:
+        recorded = completed.get(slot)
+        if recorded != digest:
+            why = "not completed" if recorded is None else f"result hash {recorded.hex()} is not the schedule file's"
+            findings.append(Finding("certificate", slot, None, "resultHash", None, None, f"{why} ({digest.hex()})"))
+    return gap, findings

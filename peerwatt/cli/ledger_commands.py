@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 import time
 from dataclasses import asdict
@@ -15,7 +16,9 @@ from peerwatt.cli.app import AppContext, app, context
 from peerwatt.cli.output import TableFormat, TextFormat, emit_json, emit_rows, note
 from peerwatt.deployment import deployment_path
 from peerwatt.errors import InputError
+from settlement.audit import audit_clearing
 from settlement.chain_audit import NodeState
+from settlement.community import load_community
 from settlement.ledger.export import ExportFormat, ExportTable, table_frame, write
 from settlement.ledger.indexer import MAX_RANGE_BLOCKS, Indexer, SyncReport
 from settlement.ledger.queries import Ledger
@@ -157,13 +160,27 @@ def audit(
     slot_from: Annotated[int | None, typer.Option("--from", min=0, max=UINT32, help="First slot audited.")] = None,
     slot_to: Annotated[int | None, typer.Option("--to", min=0, max=UINT32, help="Last slot audited.")] = None,
     fmt: Annotated[TextFormat, typer.Option("--format", help="text (a summary and tables) or json.")] = TextFormat.TEXT,
+    clearing: Annotated[
+        Path | None,
+        typer.Option("--clearing", file_okay=False, help="A `peerwatt clear --out` directory whose posting to check."),
+    ] = None,
+    community_file: Annotated[
+        Path | None, typer.Option("--input", dir_okay=False, help="The community.yaml that clearing solved.")
+    ] = None,
+    clearing_slot: Annotated[
+        int | None, typer.Option("--clearing-slot", min=0, max=UINT32, help="The first slot that clearing posted.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Recompute every settlement from raw events (after syncing the ledger) and compare it with
     what the contracts recorded; check energy and money balance, and (for the whole history)
-    every market balance and the market's solvency against the chain. Exits 1 if anything is off."""
+    every market balance and the market's solvency against the chain; with --clearing, --input and
+    --clearing-slot, the clearing's optimality certificate (duality gap) and the result hash it
+    posted. Exits 1 if anything is off."""
     if slot is not None and (slot_from is not None or slot_to is not None):
         raise InputError("pass --slot or --from/--to, not both")
+    if (clearing is None) != (community_file is None) or (clearing is None) != (clearing_slot is None):
+        raise InputError("--clearing, --input and --clearing-slot go together")
     slots = None
     if slot is not None:
         slots = range(slot, slot + 1)
@@ -183,11 +200,19 @@ def audit(
         block = ledger.last_block() or 0
         state = NodeState(app_ctx.w3(), deployment.token, deployment.market, deployment.settlement, block)
         report = ledger.audit(state, state.parties(), slots)
+        gap = None
+        if clearing is not None and community_file is not None and clearing_slot is not None:
+            gap, findings = audit_clearing(
+                ledger.chain_events(), clearing, load_community(community_file, _horizon(clearing)), clearing_slot
+            )
+            report.discrepancies += findings
     finally:
         ledger.store.close()
     if fmt is TextFormat.JSON:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "clearing_duality_gap": gap})
     else:
+        if gap is not None:
+            typer.echo(f"clearing from slot {clearing_slot}: certificate verified, duality gap {gap:.3g} base units")
         summary = report.to_dict()
         checked = "balances and solvency checked" if slots is None else "balances not checked (a slot range)"
         typer.echo(
@@ -205,3 +230,12 @@ def audit(
     if not report.ok:
         typer.echo(f"error: the audit found {len(report.discrepancies)} discrepancies", err=True)
         raise typer.Exit(1)
+
+
+def _horizon(clearing: Path) -> int:
+    """The slots a clearing's schedule.csv covers (its slot_offset column)."""
+    schedule = clearing / "schedule.csv"
+    if not schedule.exists():
+        raise InputError(f"{schedule} is missing: --clearing takes a `peerwatt clear --out` directory")
+    with schedule.open() as handle:
+        return 1 + max((int(row["slot_offset"]) for row in csv.DictReader(handle)), default=-1)

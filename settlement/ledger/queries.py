@@ -23,6 +23,7 @@ from peerwatt.units import WH_PER_KWH
 from settlement.audit import AuditReport, ChainEvent, ChainState, Parties, audit_history
 from settlement.ledger.records import checksum, parse_args
 from settlement.ledger.store import Binding, Store
+from settlement.pricing import tariff_amount
 from settlement.statements import STATEMENT_COLUMNS, statement_row
 
 ORDER_COLUMNS = (
@@ -42,7 +43,8 @@ EVENT_COLUMNS = ("block_number", "log_index", "block_hash", "tx_hash", "tx_index
 DAILY_COLUMNS = (
     "day", "first_slot", "last_slot", "trades", "traded_wh", "traded_value", "average_price_per_kwh",
     "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh", "shared_wh", "grid_import_wh",
-    "grid_export_wh", "self_sufficiency",
+    "grid_export_wh", "self_sufficiency", "settled_slots", "internal_wh", "average_internal_price_per_kwh",
+    "members_amount", "standalone_amount", "savings",
 )  # fmt: skip
 SETTLEMENT_COLUMNS = (
     "slot", "member", "contracted_wh", "energy_amount", "imbalance_amount", "fees", "retained", "block_number",
@@ -391,7 +393,8 @@ class Ledger:
             [],
             ("slot", "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh"),
         )
-        slots = trades.merge(flows, on="slot", how="outer").fillna(0)
+        slots = trades.merge(flows, on="slot", how="outer").merge(self._settled_slots(), on="slot", how="outer")
+        slots = slots.fillna(0)
         if slots.empty:
             return pd.DataFrame(columns=list(DAILY_COLUMNS))
         numbers = [c for c in slots.columns if c != "slot"]
@@ -412,7 +415,53 @@ class Ledger:
         days["grid_import_wh"] = days["net_import_wh"] - days["shared_wh"]
         days["grid_export_wh"] = days["net_export_wh"] - days["shared_wh"]
         days["self_sufficiency"] = days["shared_wh"] / days["net_import_wh"].where(days["net_import_wh"] > 0)
+        days["savings"] = days["members_amount"] - days["standalone_amount"]
+        internal = days["internal_wh"].where(days["internal_wh"] > 0)
+        days["average_internal_price_per_kwh"] = (days["internal_value"] * WH_PER_KWH // internal).astype("Int64")
         return days.reset_index()[list(DAILY_COLUMNS)]
+
+    def _settled_slots(self) -> pd.DataFrame:
+        """Per settled slot: what members got in all (energy + imbalance - fees; retained savings
+        come back as shares), the same flows alone at the slot's tariffs (frozen when its
+        settlement started), and the energy sold inside the community with its value (Cda and
+        optimisation: contracted sales; sharing: exporters at the rule's sell price)."""
+        tariffs = [
+            ((int(block), int(index)), parse_args("TariffsUpdated", text))
+            for block, index, text in self.store.query(
+                "SELECT block_number, log_index, args FROM events WHERE event = 'TariffsUpdated' "
+                "ORDER BY block_number, log_index"
+            )
+        ]
+        started = {
+            int(slot): (int(mode), _tariffs_before(tariffs, (int(block), int(index))))
+            for block, index, slot, mode in self.store.query("SELECT block_number, log_index, slot, mode FROM slots")
+        }
+        rows: dict[int, list[int]] = {slot: [0, 0, 0, 0] for slot in started}
+        readings: dict[tuple[int, str], tuple[int, int]] = {}
+        for slot, member, import_wh, export_wh in self.store.query(
+            "SELECT r.slot, m.member, r.import_wh, r.export_wh FROM readings r JOIN meters m ON m.meter = r.meter"
+        ):
+            if slot in started:
+                readings[(int(slot), member)] = (int(import_wh), int(export_wh))
+                import_price, export_price = started[slot][1]
+                rows[slot][1] += tariff_amount(int(export_wh) - int(import_wh), import_price, export_price)
+        for slot, member, contracted, energy, imbalance, fees in self.store.query(
+            "SELECT slot, member, contracted_wh, energy_amount, imbalance_amount, fees FROM settlements"
+        ):
+            figures = rows.setdefault(int(slot), [0, 0, 0, 0])
+            figures[0] += int(energy) + int(imbalance) - int(fees)
+            mode = started.get(int(slot), (0, (0, 0)))[0]
+            if mode == SHARING_MODE and int(energy) > 0:
+                import_wh, export_wh = readings.get((int(slot), member), (0, 0))
+                figures[2] += max(export_wh - import_wh, 0)
+                figures[3] += int(energy)
+            elif mode != SHARING_MODE and int(contracted) > 0:
+                figures[2] += int(contracted)
+                figures[3] += int(energy)
+        columns = ("members_amount", "standalone_amount", "internal_wh", "internal_value")
+        frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
+        frame["settled_slots"] = 1
+        return frame.rename_axis("slot").reset_index()
 
     # ----------------------------------------------------------------- helpers
 
@@ -432,3 +481,14 @@ class Ledger:
         if slot_to is not None:
             where.add(f"{column} <= ?", slot_to)
         return where
+
+
+def _tariffs_before(
+    tariffs: list[tuple[tuple[int, int], dict[str, Any]]], position: tuple[int, int]
+) -> tuple[int, int]:
+    """(import, export) tariffs of the last ``TariffsUpdated`` before ``position``."""
+    found = (0, 0)
+    for at, args in tariffs:
+        if at < position:
+            found = (int(args["importPricePerKwh"]), int(args["exportPricePerKwh"]))
+    return found

@@ -76,6 +76,21 @@ def test_a_settled_history_passes_the_audit_on_the_cli_and_over_http(new_cli: Ca
     assert rows == chain_rows
     assert [row["contracted_wh"] for row in rows] == [0, 900]  # unmetered in the second slot: as contracted
 
+    # the day's summary: what members got against the same flows alone at the tariffs
+    day = cli.ok("ledger", "export", "--table", "daily", "--db", db).stdout.splitlines()
+    summary = dict(zip(day[0].split(","), day[1].split(",")))
+    statements = [row for s in (slot - 1, slot) for row in cli.ok("statements", "--slot", s, "--format", "json").json()]
+    got = sum(row["energy_amount"] + row["imbalance_amount"] - row["fees"] for row in statements)
+    alone = sum(
+        (flow * 60_000 // 1000 if flow >= 0 else -(-flow * 250_000 // 1000))
+        for row in statements
+        for flow in [row["export_wh"] - row["import_wh"]]
+        if row["import_wh"] or row["export_wh"]
+    )
+    assert (int(summary["settled_slots"]), int(summary["members_amount"])) == (2, got)
+    assert (int(summary["standalone_amount"]), int(summary["savings"])) == (alone, got - alone)
+    assert int(summary["internal_wh"]) == 1800 and int(summary["average_internal_price_per_kwh"]) == 200_000
+
 
 def test_a_credit_outside_settlement_fails_the_audit(new_cli: Callable[[], Cli]) -> None:
     cli = new_cli()

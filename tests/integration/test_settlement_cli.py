@@ -171,6 +171,17 @@ def test_an_optimisation_schedule_is_cleared_posted_and_settled(new_cli: Callabl
         assert row["contracted_wh"] == internal and row["imbalance_wh"] == net_export - internal
         assert row["energy_amount"] == (internal * price // 1000 if internal >= 0 else -(-internal * price // 1000))
     cli.fails("clear", "--input", "community.yaml", "--horizon", 2, "--post", "--from-slot", first, match="gate")
+    # the audit: the settled slot recomputed, the certificate verified, the posted hash the file's
+    clearing = ("--clearing", "out", "--input", "community.yaml", "--clearing-slot", first, "--db", "ledger.sqlite")
+    audited = cli.ok("audit", *clearing, "--format", "json").json()
+    assert audited["ok"] and audited["slots_audited"] == 1 and 0 <= audited["clearing_duality_gap"] < 1
+    with (cli.workdir / "out" / "schedule.csv").open("a") as schedule_file:
+        schedule_file.write("member0,0,0,0,0\n")  # not what was posted
+    tampered = cli.fails("audit", *clearing, "--format", "json", code=1).json()["discrepancies"]
+    assert [(f["check"], f["slot"], f["field"]) for f in tampered] == [
+        ("certificate", first, "resultHash"),
+        ("certificate", first + 1, "resultHash"),
+    ]
 
 
 def test_savings_kept_in_a_period_are_shared_equally(new_cli: Callable[[], Cli]) -> None:
