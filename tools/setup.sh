@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything Peerwatt needs on a fresh machine, offline but for the
-# package registries: a Python virtual environment with the project installed, the pinned
+# package registries: a Python virtual environment with the project installed, another with
+# the schemathesis CLI (for the ledger service's schema test), the pinned
 # npm toolchain (solcjs, OpenZeppelin, ganache, anvil), a `solc-v<version>` wrapper where
 # py-solc-x looks for compilers, the Brownie networks, and the compiled contracts.
 # Each step is skipped when its inputs have not changed since the last run.
@@ -32,6 +33,17 @@ if ! up_to_date python "$py_fp"; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
   mark_done python "$py_fp"
+fi
+
+# 1b. The schemathesis CLI in a virtual environment of its own: it needs a far newer hypothesis
+# than the 6.27.3 eth-brownie pins in .venv. The ledger service's schema test runs it.
+SCHEMATHESIS_VERSION="4.32.5"
+st_fp="$(printf '%s %s' "$SCHEMATHESIS_VERSION" "$("$PYTHON" --version 2>&1)" | sha256sum | cut -d' ' -f1)"
+if ! up_to_date schemathesis "$st_fp" || [ ! -x .venv-schemathesis/bin/schemathesis ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION in .venv-schemathesis"
+  [ -x .venv-schemathesis/bin/python ] || "$PYTHON" -m venv .venv-schemathesis
+  .venv-schemathesis/bin/python -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  mark_done schemathesis "$st_fp"
 fi
 
 # 2. npm toolchain, as pinned in package.json and package-lock.json.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -22,6 +23,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from peerwatt import __version__
 from peerwatt.chain import connect
@@ -33,6 +35,7 @@ AUDITOR_KEY_ENV = "PEERWATT_AUDITOR_KEY"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 UINT32_MAX = 2**32 - 1
+INT64_MAX = 2**63 - 1  # SQLite's largest integer: bigger offsets and blocks cannot be bound to a query
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ class ApiSettings:
 class Format(str, Enum):
     JSON = "json"
     CSV = "csv"
+
+
+class Problem(BaseModel):
+    """A refusal: the reason, or FastAPI's list of the parameters it could not validate."""
+
+    detail: str | list[dict[str, Any]]
+
+
+# What the schema documents beyond the JSON body: 422 with the reason (from a Peerwatt error or a
+# check across parameters as well as from FastAPI's validation) and, for tables, the CSV body.
+REFUSED: dict[int | str, dict[str, Any]] = {422: {"model": Problem, "description": "Bad parameters, with the reason"}}
+TABLE = {**REFUSED, 200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -73,9 +88,16 @@ def get_settings() -> ApiSettings:
     raise RuntimeError("create_app provides the settings")
 
 
-def open_ledger(config: Annotated[ApiSettings, Depends(get_settings)]) -> Iterator[Ledger]:
-    """The ledger, read-only, for one request."""
-    opened = Ledger.open(config.db)  # one read-only connection per request: SQLite's are per thread
+Settings = Annotated[ApiSettings, Depends(get_settings)]
+
+
+@contextmanager
+def open_ledger(config: ApiSettings) -> Iterator[Ledger]:
+    """The ledger, read-only, for one request, opened, queried and closed in the endpoint's own
+    worker thread: SQLite connections refuse other threads, and FastAPI would run a ``yield``
+    dependency's set-up and clean-up in other worker threads than the endpoint's (under
+    concurrent requests, a 500)."""
+    opened = Ledger.open(config.db)
     try:
         yield opened
     finally:
@@ -83,7 +105,7 @@ def open_ledger(config: Annotated[ApiSettings, Depends(get_settings)]) -> Iterat
 
 
 def auditor(
-    config: Annotated[ApiSettings, Depends(get_settings)],
+    config: Settings,
     api_key: Annotated[str | None, Header(alias="X-API-Key", description="The auditor API key.")] = None,
 ) -> None:
     if config.auditor_key is None:
@@ -94,13 +116,14 @@ def auditor(
         raise HTTPException(403, "the API key is not the auditor's")
 
 
-LedgerDep = Annotated[Ledger, Depends(open_ledger)]
 SlotFrom = Annotated[int | None, Query(ge=0, le=UINT32_MAX, description="First slot.")]
 SlotTo = Annotated[int | None, Query(ge=0, le=UINT32_MAX, description="Last slot.")]
 Member = Annotated[str | None, Query(description="A member's address (any case).")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")]
-Offset = Annotated[int, Query(ge=0, description="Rows to skip.")]
-AtBlock = Annotated[int | None, Query(ge=0, description="Block to replay up to (default: the last indexed).")]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Rows to skip.")]
+AtBlock = Annotated[
+    int | None, Query(ge=0, le=INT64_MAX, description="Block to replay up to (default: the last indexed).")
+]
 FormatQuery = Annotated[Format | None, Query(alias="format", description="json (default) or csv.")]
 Accept = Annotated[str | None, Header()]
 
@@ -119,20 +142,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def peerwatt_error(_: Request, exc: PeerwattError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
-    @app.get("/status", tags=["ledger"])
-    def status(ledger: LedgerDep) -> dict[str, Any]:
+    @app.get("/status", responses=REFUSED, tags=["ledger"])
+    def status(config: Settings) -> dict[str, Any]:
         """What the ledger indexes and how far."""
-        binding = ledger.binding
-        return {
-            "chain_id": binding.chain_id,
-            "contracts": binding.contracts,
-            "last_block": ledger.last_block(),
-            "events": ledger.store.count("events"),
-        }
+        with open_ledger(config) as ledger:
+            return {
+                "chain_id": ledger.binding.chain_id,
+                "contracts": ledger.binding.contracts,
+                "last_block": ledger.last_block(),
+                "events": ledger.store.count("events"),
+            }
 
-    @app.get("/orders", tags=["market"])
+    @app.get("/orders", responses=TABLE, tags=["market"])
     def orders(
-        ledger: LedgerDep,
+        config: Settings,
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
         member: Member = None,
@@ -143,12 +166,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         accept: Accept = None,
     ) -> Response:
         """Orders in placement order with their fills and status (at a block)."""
-        frame = ledger.orders(slot_from, slot_to, member, at_block, limit, offset)
+        with open_ledger(config) as ledger:
+            frame = ledger.orders(slot_from, slot_to, member, at_block, limit, offset)
         return _respond(frame, fmt, accept, (limit, offset))
 
-    @app.get("/trades", tags=["market"])
+    @app.get("/trades", responses=TABLE, tags=["market"])
     def trades(
-        ledger: LedgerDep,
+        config: Settings,
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
         member: Member = None,
@@ -158,22 +182,26 @@ def create_app(settings: ApiSettings) -> FastAPI:
         accept: Accept = None,
     ) -> Response:
         """Trades in execution order; value = qty_wh * price // 1000."""
-        return _respond(ledger.trades(slot_from, slot_to, member, limit, offset), fmt, accept, (limit, offset))
+        with open_ledger(config) as ledger:
+            frame = ledger.trades(slot_from, slot_to, member, limit, offset)
+        return _respond(frame, fmt, accept, (limit, offset))
 
-    @app.get("/book/{slot}", tags=["market"])
+    @app.get("/book/{slot}", responses=TABLE, tags=["market"])
     def book(
-        ledger: LedgerDep,
+        config: Settings,
         slot: Annotated[int, PathParam(ge=0, le=UINT32_MAX, description="Delivery slot.")],
         at_block: AtBlock = None,
         fmt: FormatQuery = None,
         accept: Accept = None,
     ) -> Response:
         """The resting orders of a slot's book at a block: asks then bids, best first."""
-        return _respond(ledger.book(slot, at_block), fmt, accept, None)
+        with open_ledger(config) as ledger:
+            frame = ledger.book(slot, at_block)
+        return _respond(frame, fmt, accept, None)
 
-    @app.get("/readings", tags=["members"], dependencies=[Depends(auditor)])
+    @app.get("/readings", responses=TABLE, tags=["members"], dependencies=[Depends(auditor)])
     def readings(
-        ledger: LedgerDep,
+        config: Settings,
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
         member: Member = None,
@@ -183,11 +211,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         accept: Accept = None,
     ) -> Response:
         """Meter readings the oracle accepted (member-level: the auditor key when one is set)."""
-        return _respond(ledger.readings(slot_from, slot_to, member, limit, offset), fmt, accept, (limit, offset))
+        with open_ledger(config) as ledger:
+            frame = ledger.readings(slot_from, slot_to, member, limit, offset)
+        return _respond(frame, fmt, accept, (limit, offset))
 
-    @app.get("/settlements", tags=["members"], dependencies=[Depends(auditor)])
+    @app.get("/settlements", responses=TABLE, tags=["members"], dependencies=[Depends(auditor)])
     def settlements(
-        ledger: LedgerDep,
+        config: Settings,
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
         member: Member = None,
@@ -197,12 +227,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         accept: Accept = None,
     ) -> Response:
         """Members' settlement results as the contract recorded them (member-level)."""
-        frame = ledger.settlements(slot_from, slot_to, member, limit, offset)
+        with open_ledger(config) as ledger:
+            frame = ledger.settlements(slot_from, slot_to, member, limit, offset)
         return _respond(frame, fmt, accept, (limit, offset))
 
-    @app.get("/statements/{member}", tags=["members"], dependencies=[Depends(auditor)])
+    @app.get("/statements/{member}", responses=TABLE, tags=["members"], dependencies=[Depends(auditor)])
     def statements(
-        ledger: LedgerDep,
+        config: Settings,
         member: Annotated[str, PathParam(description="The member's address (any case).")],
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
@@ -211,17 +242,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
     ) -> Response:
         """A member's statement per settled slot: reading, contracted and imbalance energy, energy
         and imbalance amounts, fees, share (profit shares less retained savings), net."""
-        return _respond(ledger.statements(member, slot_from, slot_to), fmt, accept, None)
+        with open_ledger(config) as ledger:
+            frame = ledger.statements(member, slot_from, slot_to)
+        return _respond(frame, fmt, accept, None)
 
-    @app.get("/shares", tags=["members"], dependencies=[Depends(auditor)])
-    def shares(ledger: LedgerDep, member: Member = None, fmt: FormatQuery = None, accept: Accept = None) -> Response:
+    @app.get("/shares", responses=TABLE, tags=["members"], dependencies=[Depends(auditor)])
+    def shares(config: Settings, member: Member = None, fmt: FormatQuery = None, accept: Accept = None) -> Response:
         """Profit shares paid, per period and member."""
-        return _respond(ledger.shares(member), fmt, accept, None)
+        with open_ledger(config) as ledger:
+            frame = ledger.shares(member)
+        return _respond(frame, fmt, accept, None)
 
-    @app.get("/audit/report", tags=["audit"], dependencies=[Depends(auditor)])
+    @app.get("/audit/report", responses=REFUSED, tags=["audit"], dependencies=[Depends(auditor)])
     def audit_report(
-        ledger: LedgerDep,
-        config: Annotated[ApiSettings, Depends(get_settings)],
+        config: Settings,
         slot_from: SlotFrom = None,
         slot_to: SlotTo = None,
     ) -> dict[str, Any]:
@@ -234,21 +268,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
         if slot_from is not None or slot_to is not None:
             slots = range(slot_from or 0, (UINT32_MAX if slot_to is None else slot_to) + 1)
         state = None
-        if config.rpc_url is not None and slots is None:
-            contracts = ledger.binding.contracts
-            state = NodeState(
-                connect(config.rpc_url),
-                contracts["PeerwattToken"],
-                contracts["CdaMarket"],
-                contracts["CommunitySettlement"],
-                ledger.last_block() or 0,
-            )
-        report = ledger.audit(state, None if state is None else state.parties(), slots)
-        return {**report.to_dict(), "last_block": ledger.last_block(), "balances_checked": state is not None}
+        with open_ledger(config) as ledger:
+            if config.rpc_url is not None and slots is None:
+                contracts = ledger.binding.contracts
+                state = NodeState(
+                    connect(config.rpc_url),
+                    contracts["PeerwattToken"],
+                    contracts["CdaMarket"],
+                    contracts["CommunitySettlement"],
+                    ledger.last_block() or 0,
+                )
+            report = ledger.audit(state, None if state is None else state.parties(), slots)
+            return {**report.to_dict(), "last_block": ledger.last_block(), "balances_checked": state is not None}
 
-    @app.get("/summary/daily", tags=["community"])
-    def daily(ledger: LedgerDep, fmt: FormatQuery = None, accept: Accept = None) -> Response:
+    @app.get("/summary/daily", responses=TABLE, tags=["community"])
+    def daily(config: Settings, fmt: FormatQuery = None, accept: Accept = None) -> Response:
         """Per day: trades, traded energy and value, average price, metered and shared energy."""
-        return _respond(ledger.daily_summary(), fmt, accept, None)
+        with open_ledger(config) as ledger:
+            frame = ledger.daily_summary()
+        return _respond(frame, fmt, accept, None)
 
     return app
