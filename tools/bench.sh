@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: gas per market operation, per meter reading and per member settled, `orders replay` and
-# `readings push` throughput; JSON in benchmarks/results/.
+# `readings push` throughput, ledger indexing, statement queries over HTTP and the audit of a day; JSON in
+# benchmarks/results/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -14,3 +15,5 @@ bash tools/setup.sh
 .venv/bin/python benchmarks/replay_throughput.py
 .venv/bin/python benchmarks/readings_throughput.py
 .venv/bin/python benchmarks/ledger_indexing.py
+.venv/bin/python benchmarks/ledger_queries.py
+.venv/bin/python benchmarks/audit.py

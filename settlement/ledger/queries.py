@@ -292,9 +292,14 @@ class Ledger:
                 s.fees, s.retained
             FROM settlements s
             LEFT JOIN slots st ON st.slot = s.slot
-            LEFT JOIN (readings r JOIN meters m ON m.meter = r.meter) ON r.slot = s.slot AND m.member = s.member
+            LEFT JOIN meters m ON m.member = s.member
+                AND EXISTS (SELECT 1 FROM readings x WHERE x.meter = m.meter AND x.slot = s.slot)
+            LEFT JOIN readings r ON r.meter = m.meter AND r.slot = s.slot
             {where.sql()} ORDER BY s.slot, s.block_number, s.log_index, s.position
         """
+        # (the member's meters that read the slot, then their readings: the pairs of
+        # ``LEFT JOIN (readings JOIN meters)``, looked up per row through readings_by_meter instead
+        # of joining every reading of the ledger first)
         period_slots = self.binding.period_slots
         shares: dict[int, int] = {}
         for period, amount in self.store.query("SELECT period, amount FROM shares WHERE member = ?", [address]):

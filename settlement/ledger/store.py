@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS meters (
     PRIMARY KEY (block_number, log_index)
 );
 CREATE INDEX IF NOT EXISTS meters_by_meter ON meters (meter);
+CREATE INDEX IF NOT EXISTS meters_by_member ON meters (member);
 CREATE TABLE IF NOT EXISTS schedules (  -- posted clearing results, from postSchedule calldata
     block_number INTEGER NOT NULL, log_index INTEGER NOT NULL, position INTEGER NOT NULL, slot INTEGER NOT NULL,
     member_id INTEGER NOT NULL, net_export_wh INTEGER NOT NULL, internal_wh INTEGER NOT NULL,
