@@ -399,7 +399,7 @@ class Ledger:
             ("slot", "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh"),
         )
         slots = trades.merge(flows, on="slot", how="outer").merge(self._settled_slots(), on="slot", how="outer")
-        slots = slots.fillna(0)
+        slots = slots.infer_objects().fillna(0)
         if slots.empty:
             return pd.DataFrame(columns=list(DAILY_COLUMNS))
         numbers = [c for c in slots.columns if c != "slot"]
