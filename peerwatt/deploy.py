@@ -50,7 +50,7 @@ class DeployedCommunity:
 
 
 def deploy_community(
-    w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None
+    w3: Web3, config: CommunityConfig, members: int, progress: Progress | None = None, sender: TxSender | None = None
 ) -> DeployedCommunity:
     """Deploys the contracts with ``config`` and registers ``members`` dev accounts, each with a
     fresh meter key.
@@ -73,7 +73,7 @@ def deploy_community(
             f"the node has {len(accounts)} (`peerwatt chain start` creates 60)"
         )
     deployer = accounts[0]
-    sender = TxSender(w3)
+    sender = sender or TxSender(w3)
     epoch = config.epoch_for(latest_timestamp(w3))
 
     def market_init(token: str) -> str:

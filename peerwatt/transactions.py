@@ -134,6 +134,10 @@ class TxSender:
     """
 
     w3: Web3
+    # False: send with the block gas limit instead of asking the node to estimate each
+    # transaction first (slow nodes such as ganache spend most of their time estimating); a
+    # transaction that reverts is then mined as failed and reported from its receipt
+    estimates: bool = True
     _fees: dict[str, str] | None = field(default=None, repr=False)
     _gas_limit_cap: int | None = field(default=None, repr=False)
 
@@ -169,7 +173,9 @@ class TxSender:
             tx["to"] = to
         if value:
             tx["value"] = hex(value)
-        if gas is None:
+        if gas is None and not self.estimates:
+            gas = self.block_gas_limit()
+        elif gas is None:
             gas = min(int(estimate_gas(self.w3, tx) * GAS_MARGIN) + 10_000, self.block_gas_limit())
         tx["gas"] = hex(gas)
         try:

@@ -144,13 +144,20 @@ class Settlement:
             f"{readings} of {members} readings in)"
         )
 
-    def settle(self, slot: int, chunk_readings: int = DEFAULT_CHUNK_READINGS) -> SettleOutcome:
+    def settle(
+        self,
+        slot: int,
+        chunk_readings: int = DEFAULT_CHUNK_READINGS,
+        readings: Sequence[SlotReading] | None = None,
+    ) -> SettleOutcome:
         """Settles ``slot`` completely from wherever it stands (a settlement interrupted after
-        some chunks resumes), then settles what members without a reading left."""
+        some chunks resumes), then settles what members without a reading left. ``readings``:
+        the slot's accepted readings in acceptance order when the caller knows them (saves
+        reading the oracle's events; the contract checks them against the commitment anyway)."""
         state = self.slot_state(slot)
         if state.phase == "settled":
             raise InputError(f"slot {slot} is already settled")
-        readings = self.slot_readings(slot)
+        readings = list(readings) if readings is not None else self.slot_readings(slot)
         if state.phase == "open":
             self.check_due(slot, len(readings))
         outcome = SettleOutcome(slot)

@@ -16,6 +16,7 @@ from typer._click import exceptions as click_exceptions  # Typer's vendored Clic
 
 from peerwatt.cli import (  # noqa: F401  (registers the commands)
     chain_commands,
+    demo_commands,
     ledger_commands,
     market_commands,
     oracle_commands,

@@ -43,8 +43,8 @@ EVENT_COLUMNS = ("block_number", "log_index", "block_hash", "tx_hash", "tx_index
 DAILY_COLUMNS = (
     "day", "first_slot", "last_slot", "trades", "traded_wh", "traded_value", "average_price_per_kwh",
     "readings", "import_wh", "export_wh", "net_import_wh", "net_export_wh", "shared_wh", "grid_import_wh",
-    "grid_export_wh", "self_sufficiency", "settled_slots", "internal_wh", "average_internal_price_per_kwh",
-    "members_amount", "standalone_amount", "savings",
+    "grid_export_wh", "self_sufficiency", "settled_slots", "internal_wh", "internal_value",
+    "average_internal_price_per_kwh", "members_amount", "standalone_amount", "savings",
 )  # fmt: skip
 SETTLEMENT_COLUMNS = (
     "slot", "member", "contracted_wh", "energy_amount", "imbalance_amount", "fees", "retained", "block_number",
