@@ -60,6 +60,7 @@ figures posted on-chain, :func:`check_posted` makes exactly the contracts' check
 
 from __future__ import annotations
 
+import csv
 import enum
 import json
 import time
@@ -860,6 +861,26 @@ def certificate(result: ClearingResult) -> dict[str, Any]:
     model, solution = result.model, result.solution
     summary = _certificate_summary(model, solution.x, solution.row_dual, solution.col_dual)
     return {**summary, "x": solution.x, "row_dual": solution.row_dual, "col_dual": solution.col_dual}
+
+
+def write_schedule(path: Path, posted: PostedClearing) -> Path:
+    """The posted figures as CSV (member,slot_offset,net_export_wh,internal_wh,price_per_kwh): the
+    file whose hash a posted schedule carries (``resultHash``)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("member", "slot_offset", "net_export_wh", "internal_wh", "price_per_kwh"))
+        for row, name in enumerate(posted.member_names):
+            for offset in range(posted.price_per_kwh.size):
+                writer.writerow(
+                    (
+                        name,
+                        offset,
+                        posted.net_export_wh[row, offset],
+                        posted.internal_wh[row, offset],
+                        posted.price_per_kwh[offset],
+                    )
+                )
+    return path
 
 
 def write_certificate(result: ClearingResult, path: str | Path) -> Path:

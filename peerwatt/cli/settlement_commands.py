@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -23,7 +22,7 @@ from peerwatt.units import format_tokens
 from settlement.chunks import DEFAULT_CHUNK_READINGS
 from settlement.client import SETTLEMENT, Settlement
 from settlement.community import Community, load_community
-from settlement.optimisation import PostedClearing, check_posted, to_posted, write_certificate
+from settlement.optimisation import check_posted, to_posted, write_certificate, write_schedule
 from settlement.optimisation import clear as clear_community
 from settlement.shares import compute_shares, rollover
 from settlement.statements import STATEMENT_COLUMNS
@@ -216,7 +215,7 @@ def clear(
         raise PeerwattError(f"the clearing result breaks {len(problems)} rules, first: {problems[0]}")
     out.mkdir(parents=True, exist_ok=True)
     schedule = out / "schedule.csv"
-    _write_schedule(schedule, posted)
+    write_schedule(schedule, posted)
     write_certificate(result, out / "certificate.json")
     certificate_gap = json.loads((out / "certificate.json").read_text())["relative_gap"]
     alone, together = result.standalone_bill.sum(), result.bill.sum()
@@ -265,21 +264,3 @@ def _as_on_chain(app_ctx: AppContext, settlement: Settlement, community: Communi
         export_price=np.full(slots, int(export_price)),
         fee_per_kwh=rules.grid_fee_per_kwh + rules.manager_fee_per_kwh,
     )
-
-
-def _write_schedule(path: Path, posted: PostedClearing) -> None:
-    """member,slot_offset,net_export_wh,internal_wh,price_per_kwh: the posted figures."""
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("member", "slot_offset", "net_export_wh", "internal_wh", "price_per_kwh"))
-        for row, name in enumerate(posted.member_names):
-            for offset in range(posted.price_per_kwh.size):
-                writer.writerow(
-                    (
-                        name,
-                        offset,
-                        posted.net_export_wh[row, offset],
-                        posted.internal_wh[row, offset],
-                        posted.price_per_kwh[offset],
-                    )
-                )

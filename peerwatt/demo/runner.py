@@ -30,14 +30,15 @@ from peerwatt.deploy import DeployedCommunity, deploy_community, fund_accounts
 from peerwatt.deployment import Deployment
 from peerwatt.errors import PeerwattError
 from peerwatt.transactions import TxSender, call
-from settlement.audit import AuditReport
+from settlement.audit import AuditReport, audit_clearing
 from settlement.chain_audit import NodeState
 from settlement.chunks import SlotReading
 from settlement.client import Settlement
+from settlement.community import Community
 from settlement.ledger.indexer import Indexer
 from settlement.ledger.queries import Ledger
 from settlement.ledger.store import Store
-from settlement.optimisation import check_posted, to_posted
+from settlement.optimisation import check_posted, to_posted, write_certificate, write_schedule
 from settlement.optimisation import clear as clear_community
 from settlement.shares import compute_shares
 
@@ -74,6 +75,7 @@ class ModeRun:
     chain_seconds: float = 0.0
     audit: AuditReport | None = None
     ledger_path: Path | None = None
+    clearing: tuple[Path, Community] | None = None  # the optimisation's files and the community it cleared
     _member_ids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -152,7 +154,7 @@ def run_day(
         names = list(run.deployment.members)
         if run.mode == "optimisation":
             say("clearing the day with the optimisation engine and posting the schedule")
-            scheduled = _post_schedule(w3, run, members, day, first, timer)
+            scheduled = _post_schedule(w3, run, members, day, first, work_dir / "clearing", timer)
             run.net_export_wh = {
                 name: scheduled[member.label] + _deviation(baseline, day, member)
                 for name, member in zip(names, members)
@@ -205,20 +207,26 @@ def _deviation(baseline: dict[str, np.ndarray], day: DayProfiles, member: DemoMe
 
 
 def _post_schedule(
-    w3: Web3, run: ModeRun, members: list[DemoMember], day: DayProfiles, first: int, timer: _Timer
+    w3: Web3, run: ModeRun, members: list[DemoMember], day: DayProfiles, first: int, clearing: Path, timer: _Timer
 ) -> dict[str, np.ndarray]:
-    """Clears the day at the chain's tariffs and fees and posts it; returns each member's
-    scheduled net export (Wh per slot)."""
+    """Clears the day at the chain's tariffs and fees, writes the schedule and the optimality
+    certificate to ``clearing`` and posts it; returns each member's scheduled net export (Wh per
+    slot)."""
     import_price, export_price = call(w3, run.deployment.market, "CdaMarket", "tariffs")[0]
     forecast = community_forecast(members, day, int(import_price), int(export_price), GRID_FEE + MANAGER_FEE)
     with timer.python():
         result = clear_community(forecast)
         posted = to_posted(result)
         problems = check_posted(posted, forecast)
-    if problems:
-        raise PeerwattError(f"the demo's clearing breaks {len(problems)} rules, first: {problems[0]}")
+        if problems:
+            raise PeerwattError(f"the demo's clearing breaks {len(problems)} rules, first: {problems[0]}")
+        # the files `peerwatt clear` writes: the audit verifies the certificate and the posted hash
+        clearing.mkdir(parents=True, exist_ok=True)
+        schedule = write_schedule(clearing / "schedule.csv", posted)
+        write_certificate(result, clearing / "certificate.json")
+        run.clearing = (clearing, forecast)
     ids = [run.settlement.member_id(address) for address in run.deployment.members.values()]
-    result_hash = keccak(repr(posted.internal_wh.tolist()).encode())
+    result_hash = keccak(schedule.read_bytes())
     with timer.chain():
         for offset in range(forecast.n_slots):
             entries = [
@@ -305,7 +313,13 @@ def _audit(w3: Web3, run: ModeRun, timer: _Timer) -> AuditReport:
         deployment = run.deployment
         state = NodeState(w3, deployment.token, deployment.market, deployment.settlement, block)
         with timer.python():
-            return ledger.audit(state, state.parties())
+            report = ledger.audit(state, state.parties())
+            if run.clearing is not None:
+                directory, community = run.clearing
+                first = min(int(slot) for slot in ledger.posted_schedules())
+                _, findings = audit_clearing(ledger.chain_events(), directory, community, first)
+                report.discrepancies += findings
+            return report
     finally:
         ledger.store.close()
 
