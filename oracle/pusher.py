@@ -58,6 +58,7 @@ class PushResult:
     waiting: int = 0  # left pending: their slot has not ended on chain yet
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> readings
     transactions: int = 0
+    gas_used: int = 0  # by the transactions sent in this run
     seconds: float = 0.0
 
     @property
@@ -147,7 +148,9 @@ class Pusher:
         tx_hash = self.sender.send(self.relayer, self.oracle, data, gas=gas)
         self.outbox.set_status(_keys(batch), Status.SENT, tx_hash)
         result.transactions += 1
-        self._settle(batch, self.sender.receipt(tx_hash), result)
+        receipt = self.sender.receipt(tx_hash)
+        result.gas_used += receipt.gas_used
+        self._settle(batch, receipt, result)
 
     def _settle(self, entries: Sequence[Entry], receipt: Receipt, result: PushResult) -> None:
         """Records what a mined batch did to each of its readings."""

@@ -19,7 +19,7 @@ from rich.table import Table
 from peerwatt import localchain
 from peerwatt.chain import connect
 from peerwatt.cli.app import app
-from peerwatt.errors import InputError
+from peerwatt.errors import InputError, NotFoundError
 from peerwatt.localchain import DevEngine
 from peerwatt.profiles import Site
 
@@ -74,6 +74,10 @@ def demo(
         day = dt.date.fromisoformat(date)
     except ValueError:
         raise InputError(f"--date must be YYYY-MM-DD, got {date!r}") from None
+    try:
+        import matplotlib  # noqa: F401  (the report's plots; checked before a chain is started)
+    except ImportError:
+        raise NotFoundError("matplotlib (the report's plots) is not installed: run tools/setup.sh") from None
     started = time.perf_counter()
     local = dt.datetime.combine(day, dt.time(from_hour), ZoneInfo(Site().timezone))
     day_start = int(local.timestamp())

@@ -20,7 +20,9 @@ import numpy as np
 from eth_utils import keccak
 from web3 import Web3
 
-from oracle.readings import OracleDomain, Reading, pack
+from oracle.outbox import Outbox
+from oracle.pusher import Pusher
+from oracle.readings import OracleDomain, Reading
 from peerwatt import artifacts
 from peerwatt.chain import advance_time, latest_timestamp
 from peerwatt.config import CommunityConfig, SettlementRules
@@ -47,7 +49,6 @@ GRID_FEE = 5_000  # base units per kWh traded inside the community, each side (0
 MANAGER_FEE = 2_000
 SAVINGS_SHARE_BPS = 1_000  # a tenth of each member's savings goes to the day's pot, paid back equally
 BUSINESS_FUNDING = 50_000_000_000  # 50,000 tokens: a business's escrow for a day of buying
-READINGS_PER_BATCH = 150  # a batch of 150 readings is about 2.3M gas
 SLOTS_PER_STEP = 4  # chain time moves on an hour at a time: readings go in per hour, slots settle one by one
 Progress = Callable[[str], None]
 
@@ -76,20 +77,36 @@ class ModeRun:
     audit: AuditReport | None = None
     ledger_path: Path | None = None
     clearing: tuple[Path, Community] | None = None  # the optimisation's files and the community it cleared
+    work_dir: Path | None = None
     _member_ids: dict[str, int] = field(default_factory=dict)
+    _outbox: Outbox | None = None
+    _pusher: Pusher | None = None
 
     @property
     def deployment(self) -> Deployment:
         return self.community.deployment
 
     def slot_readings(self, offset: int) -> list[SlotReading]:
-        """The readings of the day's slot ``offset`` as the oracle accepted them (in the order
-        :func:`_push_readings` sent them), by member id."""
+        """The readings of the day's slot ``offset`` in the order the oracle accepted them: its
+        pusher sends a slot's readings by meter address (``Outbox.entries``)."""
         ids = self.member_ids()
+        meters = {key.member: key.address.lower() for key in self.community.meter_keys}
         return [
             SlotReading(ids[name], max(-int(flows[offset]), 0), max(int(flows[offset]), 0))
-            for name, flows in self.net_export_wh.items()
+            for name, flows in sorted(self.net_export_wh.items(), key=lambda item: meters[item[0]])
         ]
+
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            assert self.work_dir is not None
+            path = self.work_dir / "outboxes" / f"{self.mode}.sqlite"
+            self._outbox = Outbox(path, self.deployment.chain_id, self.deployment.oracle)
+        return self._outbox
+
+    def pusher(self) -> Pusher:
+        if self._pusher is None:
+            self._pusher = Pusher(self.settlement.w3, self.deployment, self.outbox(), self.deployment.deployer)
+        return self._pusher
 
     def member_ids(self) -> dict[str, int]:
         if not self._member_ids:
@@ -146,7 +163,8 @@ def run_day(
                 sender, deployment.deployer, deployment.token, deployment.market, businesses, BUSINESS_FUNDING
             )
         settlement = Settlement(w3, deployment, sender)
-        runs.append(ModeRun(mode, community, settlement, OracleDomain(deployment.chain_id, deployment.oracle)))
+        domain = OracleDomain(deployment.chain_id, deployment.oracle)
+        runs.append(ModeRun(mode, community, settlement, domain, work_dir=work_dir))
 
     clock = runs[0].deployment.slot_clock
     first = _first_slot(w3, runs, n_slots)
@@ -174,7 +192,7 @@ def run_day(
             if now <= step_end:
                 advance_time(w3, step_end - now + 1)
         for run in runs:
-            _push_readings(run, sender, first, offsets, timer)
+            _push_readings(run, first, offsets, timer)
         for offset in offsets:
             for run in runs:
                 with timer.chain():
@@ -261,9 +279,10 @@ def _place_orders(
             run.gas["orders"] += receipt.gas_used
 
 
-def _push_readings(run: ModeRun, sender: TxSender, first: int, offsets: range, timer: _Timer) -> None:
-    """Signs each meter's readings of the slots ``offsets`` (registers carried over the day) and
-    submits them, up to READINGS_PER_BATCH a transaction."""
+def _push_readings(run: ModeRun, first: int, offsets: range, timer: _Timer) -> None:
+    """Each meter signs its readings of the slots ``offsets`` (registers carried over the day);
+    the community's meter oracle (:mod:`oracle`) stores them in its outbox and pushes them in
+    batches."""
     keys = {key.member: key for key in run.community.meter_keys}
     signed = []
     with timer.python():
@@ -280,14 +299,12 @@ def _push_readings(run: ModeRun, sender: TxSender, first: int, offsets: range, t
                     int(np.maximum(upto, 0).sum()),
                 )
                 signed.append(run.domain.sign(reading, keys[name].private_key))
-    submit = artifacts.function("MeterOracle", "submitReadings")
-    deployment = run.deployment
+        run.outbox().add(signed)
     with timer.chain():
-        hashes = [
-            sender.send(deployment.deployer, deployment.oracle, submit.encode(pack(signed[i : i + READINGS_PER_BATCH])))
-            for i in range(0, len(signed), READINGS_PER_BATCH)
-        ]
-        run.gas["readings"] += sum(receipt.gas_used for receipt in sender.all_mined(hashes))
+        pushed = run.pusher().push()
+    if pushed.accepted != len(signed) or pushed.rejected:
+        raise PeerwattError(f"the oracle accepted {pushed.accepted} of {len(signed)} readings: {pushed.rejected}")
+    run.gas["readings"] += pushed.gas_used
 
 
 def _pay_shares(run: ModeRun, period: int, timer: _Timer) -> None:
