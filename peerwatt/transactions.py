@@ -135,8 +135,10 @@ class TxSender:
 
     w3: Web3
     # False: send with the block gas limit instead of asking the node to estimate each
-    # transaction first (slow nodes such as ganache spend most of their time estimating); a
-    # transaction that reverts is then mined as failed and reported from its receipt
+    # transaction first (ganache spends most of its time estimating); a transaction that
+    # reverts is then mined as failed and reported from its receipt. Only for nodes that mine
+    # each transaction in a block of its own (ganache's eager instamine): elsewhere several
+    # block-sized transactions would not fit one block
     estimates: bool = True
     _fees: dict[str, str] | None = field(default=None, repr=False)
     _gas_limit_cap: int | None = field(default=None, repr=False)

@@ -24,13 +24,14 @@ from oracle.outbox import Outbox
 from oracle.pusher import Pusher
 from oracle.readings import OracleDomain, Reading
 from peerwatt import artifacts
-from peerwatt.chain import advance_time, latest_timestamp
+from peerwatt.chain import advance_time, dev_engine, latest_timestamp
 from peerwatt.config import CommunityConfig, SettlementRules
 from peerwatt.demo.agents import day_ahead_orders
 from peerwatt.demo.corby import DayProfiles, DemoMember, community_forecast, day_profiles, metered_net_export
 from peerwatt.deploy import DeployedCommunity, deploy_community, fund_accounts
 from peerwatt.deployment import Deployment
 from peerwatt.errors import PeerwattError
+from peerwatt.localchain import DevEngine
 from peerwatt.transactions import TxSender, call
 from settlement.audit import AuditReport, audit_clearing
 from settlement.chain_audit import NodeState
@@ -145,7 +146,10 @@ def run_day(
     timer = _Timer()
     day = day_profiles(members, day_start, n_slots)
     baseline = metered_net_export(members, day, seed)
-    sender = TxSender(w3, estimates=False)  # every transaction here is known to fit a block
+    # ganache spends most of its time estimating gas: there every transaction goes with the block
+    # gas limit (it mines each in a block of its own); anvil estimates fast, and several
+    # block-sized transactions sent at once would wait for a block that never comes
+    sender = TxSender(w3, estimates=dev_engine(w3) is not DevEngine.GANACHE)
     runs = []
     config = CommunityConfig(period_slots=n_slots)
     for mode in modes:
