@@ -46,7 +46,7 @@ from typing import Any
 from coincurve import PrivateKey
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from settlement_gas import Base, Chain, fixed_account, launch
+from settlement_gas import Base, Chain, deploy_settled_market, fixed_account, launch
 from web3.logs import DISCARD
 
 from oracle.readings import DOMAIN_NAME, DOMAIN_VERSION, OracleDomain, Reading, SignedReading, pack
@@ -161,44 +161,11 @@ class History:
         self.admin, self.config = admin, config
         self.token = token = chain.deploy(project.PeerwattToken, admin, [admin, "Peerwatt Euro", "PWEUR"])
         self.token_block = int(chain.web3.eth.block_number)  # a fresh token: the ledger reads from it on
-        self.epoch = config.epoch_for(chain.now())
-        market = chain.deploy(
-            project.CdaMarket,
-            admin,
-            [
-                admin,
-                token.address,
-                self.epoch,
-                config.slot_seconds,
-                config.price_tick,
-                config.market.as_tuple(),
-                config.tariffs.as_tuple(),
-            ],
-        )
-        self.market_block = int(chain.web3.eth.block_number)
         send = chain.send
-        send(market.functions.grantRole(market.functions.MANAGER_ROLE().call(), admin), admin)
         self.dso, self.manager = fixed_account("audit dso").address, admin
-        oracle = chain.deploy(project.MeterOracle, admin, [market.address])
-        settlement = chain.deploy(
-            project.CommunitySettlement,
-            admin,
-            [
-                market.address,
-                oracle.address,
-                self.dso,
-                self.manager,
-                (CDA, MMR, EQUAL, 0, 0, 0),
-                PERIOD_SLOTS,
-                READING_WINDOW_SECONDS,
-            ],
-        )
-        send(market.functions.grantRole(market.functions.SETTLEMENT_ROLE().call(), settlement.address), admin)
-        send(oracle.functions.setSealer(settlement.address), admin)
-        send(market.functions.setSupplierAccount(supplier), admin)
-        send(token.functions.mint(supplier, 10**15), admin)
-        send(token.functions.approve(market.address, 2**256 - 1), supplier)
-        send(market.functions.deposit(10**15), supplier)
+        wired = deploy_settled_market(chain, project, token, admin, supplier, self.dso, self.manager)
+        market, oracle, settlement = wired.market, wired.oracle, wired.settlement
+        self.epoch, self.market_block = wired.epoch, wired.market_block
         self.market, self.oracle, self.settlement, self.supplier = market, oracle, settlement, supplier
         self.signer = FastSigner(OracleDomain(chain.web3.eth.chain_id, oracle.address))
         self.members = [fixed_account(f"audit member {i}") for i in range(members)]

@@ -236,6 +236,56 @@ class Flows:
             self.schedule += [(q, internal), (-q, -internal)]
 
 
+@dataclass(frozen=True)
+class SettledMarket:
+    market: Any
+    oracle: Any
+    settlement: Any
+    epoch: int
+    market_block: int
+
+
+def deploy_settled_market(
+    chain: Chain, project: Any, token: Any, admin: str, supplier: str, dso: str, manager: str
+) -> SettledMarket:
+    """A market (default parameters, the admin as manager), its meter oracle and a settlement
+    contract (Cda, no fees, periods of PERIOD_SLOTS slots) wired together, the supplier's deposit
+    made; through ``chain``'s web3 helpers (Brownie's transaction tracking no longer matches the
+    chain after a snapshot)."""
+    config = CommunityConfig()
+    send, deploy = chain.send, chain.deploy
+    epoch = config.epoch_for(chain.now())
+    market = deploy(
+        project.CdaMarket,
+        admin,
+        [
+            admin,
+            token.address,
+            epoch,
+            config.slot_seconds,
+            config.price_tick,
+            config.market.as_tuple(),
+            config.tariffs.as_tuple(),
+        ],
+    )
+    market_block = int(chain.web3.eth.block_number)
+    send(market.functions.grantRole(market.functions.MANAGER_ROLE().call(), admin), admin)
+    oracle = deploy(project.MeterOracle, admin, [market.address])
+    rules = (CDA, MMR, EQUAL, 0, 0, 0)
+    settlement = deploy(
+        project.CommunitySettlement,
+        admin,
+        [market.address, oracle.address, dso, manager, rules, PERIOD_SLOTS, READING_WINDOW_SECONDS],
+    )
+    send(market.functions.grantRole(market.functions.SETTLEMENT_ROLE().call(), settlement.address), admin)
+    send(oracle.functions.setSealer(settlement.address), admin)
+    send(market.functions.setSupplierAccount(supplier), admin)
+    send(token.functions.mint(supplier, 10**15), admin)
+    send(token.functions.approve(market.address, 2**256 - 1), supplier)
+    send(market.functions.deposit(10**15), supplier)
+    return SettledMarket(market, oracle, settlement, epoch, market_block)
+
+
 class SettlementBench:
     """A community of ``members`` plain-address members with an oracle and a settlement
     contract (Cda, no fees, periods of PERIOD_SLOTS slots) on the shared anvil; ``slot`` is far
@@ -246,45 +296,10 @@ class SettlementBench:
         self.chain: Chain = base.chain
         project, admin, supplier, token = base.project, base.admin, base.supplier, base.token
         self.members_count = members
-        config = CommunityConfig()
-        # after the first snapshot, Brownie's transaction tracking no longer matches the chain:
-        # everything here goes through web3
-        send, deploy = self.chain.send, self.chain.deploy
-        market = deploy(
-            project.CdaMarket,
-            admin,
-            [
-                admin,
-                token.address,
-                config.epoch_for(self.chain.now()),
-                config.slot_seconds,
-                config.price_tick,
-                config.market.as_tuple(),
-                config.tariffs.as_tuple(),
-            ],
-        )
-        send(market.functions.grantRole(market.functions.MANAGER_ROLE().call(), admin), admin)
+        send = self.chain.send
         self.dso, self.fee_manager = fixed_account("dso").address, fixed_account("manager fees").address
-        oracle = deploy(project.MeterOracle, admin, [market.address])
-        settlement = deploy(
-            project.CommunitySettlement,
-            admin,
-            [
-                market.address,
-                oracle.address,
-                self.dso,
-                self.fee_manager,
-                (CDA, MMR, EQUAL, 0, 0, 0),
-                PERIOD_SLOTS,
-                READING_WINDOW_SECONDS,
-            ],
-        )
-        send(market.functions.grantRole(market.functions.SETTLEMENT_ROLE().call(), settlement.address), admin)
-        send(oracle.functions.setSealer(settlement.address), admin)
-        send(market.functions.setSupplierAccount(supplier), admin)
-        send(token.functions.mint(supplier, 10**15), admin)
-        send(token.functions.approve(market.address, 2**256 - 1), supplier)
-        send(market.functions.deposit(10**15), supplier)
+        wired = deploy_settled_market(self.chain, project, token, admin, supplier, self.dso, self.fee_manager)
+        market, oracle, settlement = wired.market, wired.oracle, wired.settlement
         self.admin = admin
         self.market, self.oracle, self.settlement, self.token = market, oracle, settlement, token
         self.domain = OracleDomain(self.chain.web3.eth.chain_id, oracle.address)
