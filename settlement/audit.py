@@ -32,8 +32,9 @@ result hash the manager posted.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -255,11 +256,16 @@ class _History:
 
     def tariffs_at(self, event: ChainEvent) -> tuple[int, int] | None:
         """(import, export) tariffs in force when ``event`` was emitted."""
-        found = None
-        for position, tariffs in self.tariffs:
-            if position < (event.block, event.log_index):
-                found = tariffs
-        return found
+        return tariffs_in_force(self.tariffs, (event.block, event.log_index))
+
+
+def tariffs_in_force(
+    changes: Sequence[tuple[tuple[int, int], tuple[int, int]]], position: tuple[int, int]
+) -> tuple[int, int] | None:
+    """The (import, export) tariffs of the last ``TariffsUpdated`` before ``position`` (block,
+    log index); ``changes`` are (position, tariffs) in chain order."""
+    index = bisect_left(changes, position, key=lambda change: change[0])
+    return changes[index - 1][1] if index else None
 
 
 @dataclass(frozen=True)
@@ -488,6 +494,7 @@ class _Ledger:
         self.settled: set[int] = set()
         self._tx: str | None = None
         self._tx_events: list[ChainEvent] = []
+        self._incoming: list[int] = []  # orders placed in the current transaction
 
     def replay(self) -> None:
         for event in self.history.events:
@@ -523,6 +530,7 @@ class _Ledger:
         elif name == "OrderPlaced":
             order = _Order(_key(args["member"]), bool(args["isBuy"]), int(args["pricePerKwh"]), int(args["qtyWh"]))
             self.orders[int(args["orderId"])] = order
+            self._incoming.append(int(args["orderId"]))
         elif name == "TradeExecuted":
             self._fill(args)
         elif name == "OrderCancelled":
@@ -538,11 +546,13 @@ class _Ledger:
     def _rest_incoming(self) -> None:
         """An incoming order neither filled nor cut by the end of its transaction rests; a
         buy's escrow for the remainder leaves the balance then."""
-        for order in self.orders.values():
-            if not order.resting and order.remaining_wh:
+        for order_id in self._incoming:
+            order = self.orders.get(order_id)  # None: filled or cut in its transaction
+            if order is not None and order.remaining_wh:
                 order.resting = True
                 if order.is_buy:
                     self.balances[order.member] -= value(order.remaining_wh, order.price)
+        self._incoming = []
 
     def _fill(self, args: Mapping[str, Any]) -> None:
         slot, qty, price = int(args["slot"]), int(args["qtyWh"]), int(args["pricePerKwh"])

@@ -20,7 +20,7 @@ from eth_utils import is_address
 from peerwatt.errors import InputError
 from peerwatt.market import CancelReason, Side
 from peerwatt.units import WH_PER_KWH
-from settlement.audit import AuditReport, ChainEvent, ChainState, Parties, audit_history
+from settlement.audit import AuditReport, ChainEvent, ChainState, Parties, audit_history, tariffs_in_force
 from settlement.ledger.records import checksum, parse_args
 from settlement.ledger.store import Binding, Store
 from settlement.pricing import tariff_amount
@@ -431,14 +431,15 @@ class Ledger:
         settlement started), and the energy sold inside the community with its value (Cda and
         optimisation: contracted sales; sharing: exporters at the rule's sell price)."""
         tariffs = [
-            ((int(block), int(index)), parse_args("TariffsUpdated", text))
+            ((int(block), int(index)), (int(args["importPricePerKwh"]), int(args["exportPricePerKwh"])))
             for block, index, text in self.store.query(
                 "SELECT block_number, log_index, args FROM events WHERE event = 'TariffsUpdated' "
                 "ORDER BY block_number, log_index"
             )
+            for args in [parse_args("TariffsUpdated", text)]
         ]
         started = {
-            int(slot): (int(mode), _tariffs_before(tariffs, (int(block), int(index))))
+            int(slot): (int(mode), tariffs_in_force(tariffs, (int(block), int(index))) or (0, 0))
             for block, index, slot, mode in self.store.query("SELECT block_number, log_index, slot, mode FROM slots")
         }
         rows: dict[int, list[int]] = {slot: [0, 0, 0, 0] for slot in started}
@@ -486,14 +487,3 @@ class Ledger:
         if slot_to is not None:
             where.add(f"{column} <= ?", slot_to)
         return where
-
-
-def _tariffs_before(
-    tariffs: list[tuple[tuple[int, int], dict[str, Any]]], position: tuple[int, int]
-) -> tuple[int, int]:
-    """(import, export) tariffs of the last ``TariffsUpdated`` before ``position``."""
-    found = (0, 0)
-    for at, args in tariffs:
-        if at < position:
-            found = (int(args["importPricePerKwh"]), int(args["exportPricePerKwh"]))
-    return found

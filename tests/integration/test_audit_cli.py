@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from peerwatt_cli import Cli, serving, write_csv
 from test_settlement_cli import HEADER as READINGS_HEADER
 from test_settlement_cli import end_slot, next_open_slot, past_deadline, push_readings
@@ -118,3 +120,21 @@ def test_a_credit_outside_settlement_fails_the_audit(new_cli: Callable[[], Cli])
     assert credited["recorded"] - credited["expected"] == CREDIT
     text = cli.fails("audit", "--db", db, code=1)
     assert f"balances,,{member0.lower()},balance," in text.stdout
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (("audit", "--from", 5, "--to", 3), "--from 5 is after --to 3"),
+        (("audit", "--clearing", "out"), "--clearing, --input and --clearing-slot go together"),
+        (("demo", "--date", "18/06/2026"), "--date must be YYYY-MM-DD"),
+        (("demo", "--members", 1), "--members"),
+        (("demo", "--mode", "auction"), "--mode"),
+    ],
+)
+def test_bad_audit_and_demo_options_are_refused_before_anything_runs(
+    new_cli: Callable[[], Cli], args: tuple[object, ...], match: str
+) -> None:
+    cli = new_cli()  # no chain on its port: a refusal must come first
+    cli.fails(*args, match=match)
+    assert not (cli.workdir / "reports").exists()
